@@ -1,0 +1,11 @@
+"""SPAR: Support-Preserving Action Rectification, in JAX and Equinox."""
+
+import importlib.metadata
+
+from ._scores import (
+    normalized_score as normalized_score,
+    reference_scores as reference_scores,
+    ReferenceScores as ReferenceScores,
+)
+
+__version__ = importlib.metadata.version("spar_eqx")
