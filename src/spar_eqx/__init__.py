@@ -1,18 +1,60 @@
-"""SPAR: Support-Preserving Action Rectification, in JAX and Equinox."""
+"""SPAR: Support-Preserving Action Rectification, in JAX and Equinox.
+
+The public API. Implementation lives in private modules; `spar_eqx.theory`
+and `spar_eqx.data` are namespaces of their own.
+"""
 
 import importlib.metadata
 
+from ._anchor import Anchor as Anchor, AnchorState as AnchorState
+from ._config import (
+    AnchorConfig as AnchorConfig,
+    critic_subsets as critic_subsets,
+    GateConfig as GateConfig,
+    ResidualConfig as ResidualConfig,
+)
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
+from ._gate import gate as gate, GateDecision as GateDecision
+from ._losses import (
+    bc_loss as bc_loss,
+    bc_nll_loss as bc_nll_loss,
+    expectile_loss as expectile_loss,
+    gaussian_kl as gaussian_kl,
+    latent_self_imitation as latent_self_imitation,
+    value_guidance as value_guidance,
+    weighted_reconstruction as weighted_reconstruction,
+)
 from ._networks import (
     DeterministicPolicy as DeterministicPolicy,
     QNetwork as QNetwork,
     TanhGaussianPolicy as TanhGaussianPolicy,
     ValueNetwork as ValueNetwork,
 )
+from ._policy import (
+    BasePolicy as BasePolicy,
+    NoGatePolicy as NoGatePolicy,
+    PLASResidual as PLASResidual,
+    SPARPolicy as SPARPolicy,
+)
+from ._rectify_common import FrozenAnchor as FrozenAnchor
+from ._rectify_mlp import MLPState as MLPState, RectifyMLP as RectifyMLP
+from ._rectify_plas import PLASState as PLASState, RectifyPLAS as RectifyPLAS
+from ._rectify_proj import PROJState as PROJState, RectifyPROJ as RectifyPROJ
+from ._residual import (
+    LatentPolicy as LatentPolicy,
+    polyak as polyak,
+    ResidualCVAE as ResidualCVAE,
+    ResidualMLP as ResidualMLP,
+)
 from ._scores import (
     normalized_score as normalized_score,
     reference_scores as reference_scores,
     ReferenceScores as ReferenceScores,
+)
+from ._weighting import (
+    advantage_weights as advantage_weights,
+    candidate_weights as candidate_weights,
+    normalized_advantage as normalized_advantage,
 )
 
 __version__ = importlib.metadata.version("spar_eqx")

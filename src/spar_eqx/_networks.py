@@ -16,7 +16,9 @@ _LOG_STD_MAX = 2.0
 _TANH_EPS = 1e-6
 
 
-def _mlp(in_size: int, out_size: int | str, width: int, depth: int, key: PRNGKeyArray) -> eqx.nn.MLP:
+def _mlp(
+    in_size: int, out_size: int | str, width: int, depth: int, key: PRNGKeyArray
+) -> eqx.nn.MLP:
     return eqx.nn.MLP(in_size, out_size, width, depth, activation=jax.nn.relu, key=key)
 
 

@@ -32,20 +32,23 @@ _D4RL_REFERENCE: dict[str, ReferenceScores] = {
     "antmaze": ReferenceScores(0.0, 1.0),
 }
 
-# Longest names first, so "antmaze" wins over "ant".
-_NAMES = sorted(_D4RL_REFERENCE, key=len, reverse=True)
-
 
 def env_family(env_id: str) -> str | None:
     """The D4RL family of an environment or dataset id, or None.
 
     `"Hopper-v5" -> "hopper"`, `"antmaze-large-diverse-v2" -> "antmaze"`,
-    `"D4RL/pen/cloned-v2" -> "pen"`, `"AntMaze_Large-v4" -> "antmaze"`.
+    `"D4RL/pen/cloned-v2" -> "pen"`, `"AntMaze_Large-v4" -> "antmaze"`,
+    `"AdroitHandPen-v1" -> "pen"`, `"InvertedPendulum-v5" -> None`.
+
+    The id is split into words at every character that is not a letter or a
+    digit; a family matches a whole word (optionally prefixed by
+    `adroithand`, as in gymnasium-robotics' Adroit ids), never a part of one,
+    so `pen` does not match `InvertedPendulum` nor `ant` match `AntMaze`.
     """
-    text = re.sub(r"[^a-z0-9]", "", env_id.lower())
-    for name in _NAMES:
-        if name in text:
-            return name
+    for word in re.split(r"[^a-z0-9]+", env_id.lower()):
+        word = word.removeprefix("adroithand")
+        if word in _D4RL_REFERENCE:
+            return word
     return None
 
 
@@ -61,7 +64,7 @@ def normalized_score(returns, reference: ReferenceScores) -> np.ndarray:
     **Arguments:** `returns`, raw episode returns (any shape); `reference`, the
     returns that map to 0 and 100.
 
-    **Returns:** a float64 array of the same shape as `returns`.
+    **Returns:** a float64 array of the same shape as `returns` (0-d for a scalar).
     """
     if not reference.max > reference.min:
         raise ValueError(
@@ -69,4 +72,4 @@ def normalized_score(returns, reference: ReferenceScores) -> np.ndarray:
             f"max={reference.max}; pass the random-policy return as min and the expert's as max."
         )
     returns = np.asarray(returns, dtype=np.float64)
-    return 100.0 * (returns - reference.min) / (reference.max - reference.min)
+    return np.asarray(100.0 * (returns - reference.min) / (reference.max - reference.min))

@@ -1,0 +1,143 @@
+"""Stage I: the BC anchor and the expectile critic ensemble (Section 3.1, Algorithm 1)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._config import AnchorConfig
+from ._ensemble import CriticEnsemble
+from ._losses import bc_loss, bc_nll_loss, expectile_loss
+from ._networks import DeterministicPolicy, TanhGaussianPolicy, ValueNetwork
+from ._residual import polyak
+from .data._transitions import Transitions
+
+
+def make_optimizer(learning_rate: float, grad_clip: float) -> optax.GradientTransformation:
+    """Adam with global-norm gradient clipping (Table 7)."""
+    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate))
+
+
+def init_opt(optimizer: optax.GradientTransformation, model) -> optax.OptState:
+    return optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+
+
+def apply_grads(optimizer, model, grads, opt_state):
+    updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+    return eqx.apply_updates(model, updates), opt_state
+
+
+class AnchorState(eqx.Module):
+    """Everything Stage I trains, plus optimiser states and the step counter."""
+
+    policy: DeterministicPolicy | TanhGaussianPolicy
+    critic: CriticEnsemble
+    target_critic: CriticEnsemble
+    value: ValueNetwork
+    policy_opt: optax.OptState
+    critic_opt: optax.OptState
+    value_opt: optax.OptState
+    step: Int[Array, ""]
+
+
+class Anchor(eqx.Module):
+    """Stage I as pure functions: `init(key) -> state`, `update(state, batch, key)`.
+
+    Each update makes one gradient step on (i) the pure BC loss of `pi_base`,
+    (ii) the critics against `y = r + gamma (1 - terminal) * bootstrap(s')`,
+    (iii) `V` by expectile regression on the target critics' mean at data
+    actions, then Polyak-averages the target critics. Observations in `batch`
+    are already normalised.
+    """
+
+    config: AnchorConfig = eqx.field(static=True)
+    obs_dim: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+
+    def _optimizer(self):
+        return make_optimizer(self.config.learning_rate, self.config.grad_clip)
+
+    def init(self, key: PRNGKeyArray) -> AnchorState:
+        c = self.config
+        pkey, qkey, vkey = jr.split(key, 3)
+        policy_cls = DeterministicPolicy if c.base_policy == "deterministic" else TanhGaussianPolicy
+        policy = policy_cls(self.obs_dim, self.act_dim, c.width, c.depth, key=pkey)
+        critic = CriticEnsemble(
+            self.obs_dim, self.act_dim, c.num_critics, c.width, c.depth, key=qkey
+        )
+        value = ValueNetwork(self.obs_dim, c.width, c.depth, key=vkey)
+        opt = self._optimizer()
+        return AnchorState(
+            policy=policy,
+            critic=critic,
+            target_critic=critic,
+            value=value,
+            policy_opt=init_opt(opt, policy),
+            critic_opt=init_opt(opt, critic),
+            value_opt=init_opt(opt, value),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def update(
+        self, state: AnchorState, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[AnchorState, dict[str, Float[Array, ""]]]:
+        del key  # Stage I is deterministic given the batch.
+        c, opt = self.config, self._optimizer()
+        obs, act, next_obs = batch.observations, batch.actions, batch.next_observations
+        not_done = 1.0 - batch.terminals.astype(jnp.float32)
+
+        # (i) pure behaviour cloning.
+        def policy_loss(policy):
+            if c.base_policy == "deterministic":
+                return bc_loss(jax.vmap(policy)(obs), act)
+            return bc_nll_loss(jax.vmap(policy.log_prob)(obs, act))
+
+        bc, grads = eqx.filter_value_and_grad(policy_loss)(state.policy)
+        policy, policy_opt = apply_grads(opt, state.policy, grads, state.policy_opt)
+
+        # (ii) critics: every member regresses on the same target.
+        if c.q_target == "value":
+            bootstrap = jax.vmap(state.value)(next_obs)
+        else:
+            next_act = jax.vmap(state.policy)(next_obs)
+            bootstrap = jnp.mean(jax.vmap(state.target_critic)(next_obs, next_act), axis=-1)
+        target = jax.lax.stop_gradient(batch.rewards + c.gamma * not_done * bootstrap)
+
+        def critic_loss(critic):
+            q = jax.vmap(critic)(obs, act)  # (batch, members)
+            diff = target[:, None] - q
+            per_member = jax.vmap(expectile_loss, in_axes=(1, None))(diff, 0.5)
+            return 2.0 * jnp.sum(per_member), q
+
+        (q_loss, q), grads = eqx.filter_value_and_grad(critic_loss, has_aux=True)(state.critic)
+        critic, critic_opt = apply_grads(opt, state.critic, grads, state.critic_opt)
+
+        # (iii) V by expectile regression on the target critics' mean at data actions.
+        q_data = jax.lax.stop_gradient(jnp.mean(jax.vmap(state.target_critic)(obs, act), axis=-1))
+
+        def value_loss(value):
+            return expectile_loss(q_data - jax.vmap(value)(obs), c.expectile)
+
+        v_loss, grads = eqx.filter_value_and_grad(value_loss)(state.value)
+        value, value_opt = apply_grads(opt, state.value, grads, state.value_opt)
+
+        new_state = AnchorState(
+            policy=policy,
+            critic=critic,
+            target_critic=polyak(state.target_critic, critic, c.polyak),
+            value=value,
+            policy_opt=policy_opt,
+            critic_opt=critic_opt,
+            value_opt=value_opt,
+            step=state.step + 1,
+        )
+        metrics = {
+            "bc_loss": bc,
+            "q_loss": q_loss,
+            "v_loss": v_loss,
+            "q_mean": jnp.mean(q),
+            "q_std": jnp.mean(jnp.std(q, axis=-1)),
+        }
+        return new_state, metrics

@@ -1,0 +1,264 @@
+"""Deterministic policy evaluation in gymnasium MuJoCo environments.
+
+`evaluate` runs a batch of episodes in a `gymnasium.vector.SyncVectorEnv`, calling the policy once
+per environment step for the whole batch (one jitted call), and reports raw returns and D4RL
+normalised scores.
+"""
+
+import dataclasses
+from typing import Protocol, runtime_checkable
+
+import equinox as eqx
+import gymnasium as gym
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._scores import ReferenceScores, env_family, normalized_score, reference_scores
+
+# Gymnasium (v5) ids of the D4RL families that ship with gymnasium itself, for error messages.
+_GYMNASIUM_IDS = {
+    "hopper": "Hopper-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+}
+
+# How far (absolute) an action may stray outside the action space before it is refused.
+_ACTION_TOLERANCE = 1e-6
+
+
+@runtime_checkable
+class BatchPolicy(Protocol):
+    """What `evaluate` calls: a batch of raw observations and a key in, a batch of actions out.
+
+    The observations are the environment's own (float64 from gymnasium, cast to float32), not
+    normalised: a policy trained on normalised states owns its normaliser. The actions must lie in
+    the environment's action space (nothing is clipped). A deterministic policy ignores `key`.
+
+    Any callable with this signature works: a plain function, or an `eqx.Module` whose `__call__`
+    matches (its arrays are traced, so a new module with the same structure reuses the compiled
+    call).
+    """
+
+    def __call__(
+        self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
+    ) -> Float[Array, "n act_dim"]: ...
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EvaluationResult:
+    """Per-episode results of `evaluate`.
+
+    **Fields:**
+
+    - `returns`: undiscounted return of each episode (float64), shape `(episodes,)`.
+    - `lengths`: number of steps of each episode, shape `(episodes,)`.
+    - `scores`: D4RL normalised scores, `100 * (return - min) / (max - min)`, or None when no
+      reference is known for the environment.
+    - `env_id`: the gymnasium id that was evaluated.
+    - `reference`: the reference returns used for `scores`, or None.
+    """
+
+    returns: Float[np.ndarray, " episodes"]
+    lengths: Int[np.ndarray, " episodes"]
+    scores: Float[np.ndarray, " episodes"] | None
+    env_id: str
+    reference: ReferenceScores | None
+
+    @property
+    def mean_return(self) -> float:
+        """Mean of `returns`."""
+        return float(np.mean(self.returns))
+
+    @property
+    def mean_score(self) -> float | None:
+        """Mean of `scores`, or None when there are no scores."""
+        return None if self.scores is None else float(np.mean(self.scores))
+
+
+def make_env(env_id: str, *, max_episode_steps: int | None = None) -> gym.Env:
+    """Make one gymnasium environment, refusing ids gymnasium does not know with a clear error.
+
+    **Arguments:**
+
+    - `env_id`: a registered gymnasium id, e.g. `"Hopper-v5"`.
+    - `max_episode_steps`: episode cap (a `TimeLimit`); None keeps the id's registered default.
+
+    **Returns:** the environment (with gymnasium's usual wrappers). Close it when done.
+    """
+    try:
+        return gym.make(env_id, max_episode_steps=max_episode_steps)
+    except (gym.error.Error, ImportError) as err:
+        family = env_family(env_id)
+        suggestion = _GYMNASIUM_IDS.get(family, "Hopper-v5") if family else "Hopper-v5"
+        raise ValueError(
+            f"unknown or unavailable environment id {env_id!r} ({err}); pass a gymnasium "
+            f"environment id such as {suggestion!r}, not a dataset name."
+        ) from err
+
+
+def env_spaces(
+    env_id: str,
+) -> tuple[int, int, Float[np.ndarray, " act_dim"], Float[np.ndarray, " act_dim"]]:
+    """Observation and action sizes and action bounds of an environment.
+
+    **Arguments:**
+
+    - `env_id`: a registered gymnasium id, e.g. `"Hopper-v5"`.
+
+    **Returns:** `(obs_dim, act_dim, action_low, action_high)`, the bounds as float arrays of shape
+    `(act_dim,)`.
+
+    Raises `ValueError` for an unknown id, or when either space is not a 1-D `Box`.
+    """
+    env = make_env(env_id)
+    try:
+        return _box_spaces(env_id, env.observation_space, env.action_space)
+    finally:
+        env.close()
+
+
+def _box_spaces(env_id, observation_space, action_space):
+    for name, space in (("observation", observation_space), ("action", action_space)):
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ValueError(
+                f"{env_id!r} has {name} space {space}; evaluation supports only flat (1-D) Box "
+                "observation and action spaces."
+            )
+    low = np.asarray(action_space.low, dtype=np.float64)
+    high = np.asarray(action_space.high, dtype=np.float64)
+    return observation_space.shape[0], action_space.shape[0], low, high
+
+
+def evaluate(
+    policy: BatchPolicy,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    *,
+    key: PRNGKeyArray | None = None,
+    reference: ReferenceScores | tuple[float, float] | None = None,
+    max_episode_steps: int | None = None,
+    num_envs: int | None = None,
+) -> EvaluationResult:
+    """Run `episodes` episodes of `policy` in `env_id` and report returns and normalised scores.
+
+    The episodes run side by side in a `gymnasium.vector.SyncVectorEnv` of `num_envs` copies of
+    the environment, in `ceil(episodes / num_envs)` rounds. Episode `i` is always seeded with
+    `seed + i` (round `r` resets the vector env with `seed + r * num_envs`), so the returns of a
+    deterministic policy do not depend on `num_envs`. Each step, the policy (wrapped once in
+    `eqx.filter_jit`) is called once on the float32 observations of all environments. An
+    environment's episode counts until its first `terminated` or `truncated`; afterwards it is
+    still stepped (gymnasium resets it) but nothing more is counted. A round stops when all of its
+    episodes have ended.
+
+    The policy must return actions inside the action space: every step's actions are checked
+    (shape `(num_envs, act_dim)`, finite, within `[low, high]` up to `1e-6`) and a `ValueError` is
+    raised otherwise; nothing is clipped.
+
+    **Arguments:**
+
+    - `policy`: a [`spar_eqx.BatchPolicy`][]: `policy(observations, key) -> actions`.
+    - `env_id`: a gymnasium id, e.g. `"Hopper-v5"`.
+    - `episodes`: number of episodes, at least 1.
+    - `seed`: seeds episode `i` with `seed + i`, and the policy key when `key` is None.
+    - `key`: the policy's randomness, split once per step; default `jr.key(seed)`.
+    - `reference`: `(min, max)` returns mapping to scores 0 and 100 (e.g. Minari's `ref_min_score`
+      and `ref_max_score`); default: D4RL's constants for the id's family
+      (`spar_eqx.reference_scores(env_id)`), or no scores when the family is unknown.
+    - `max_episode_steps`: episode cap; None keeps the id's registered default.
+    - `num_envs`: environments run at once; default `episodes` (one round).
+
+    **Returns:** an [`spar_eqx.EvaluationResult`][].
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}.")
+    if num_envs is None:
+        num_envs = episodes
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be at least 1, got {num_envs}.")
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be at least 1 or None, got {max_episode_steps}.")
+    if reference is None:
+        reference = reference_scores(env_id)
+    else:
+        reference = ReferenceScores(float(reference[0]), float(reference[1]))
+    if key is None:
+        key = jr.key(seed)
+
+    # Validate the id (and the spaces) on one env before building the vector env.
+    probe = make_env(env_id, max_episode_steps=max_episode_steps)
+    try:
+        obs_dim, act_dim, low, high = _box_spaces(
+            env_id, probe.observation_space, probe.action_space
+        )
+        action_dtype = probe.action_space.dtype
+        if probe.spec is None or probe.spec.max_episode_steps is None:
+            raise ValueError(
+                f"{env_id!r} has no episode cap; pass max_episode_steps so evaluation ends."
+            )
+    finally:
+        probe.close()
+
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, max_episode_steps=max_episode_steps)] * num_envs
+    )
+    jitted = eqx.filter_jit(policy)
+    returns = np.zeros(episodes, dtype=np.float64)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    try:
+        for start in range(0, episodes, num_envs):
+            # Envs past the last episode (in the last round) run but are never counted.
+            count = min(num_envs, episodes - start)
+            active = np.arange(num_envs) < count
+            observations, _ = envs.reset(seed=seed + start)
+            round_returns = np.zeros(num_envs, dtype=np.float64)
+            round_lengths = np.zeros(num_envs, dtype=np.int64)
+            while active.any():
+                key, step_key = jr.split(key)
+                actions = jitted(jnp.asarray(observations, dtype=jnp.float32), step_key)
+                actions = _check_actions(actions, num_envs, act_dim, low, high)
+                observations, rewards, terminated, truncated, _ = envs.step(
+                    actions.astype(action_dtype)
+                )
+                round_returns += np.where(active, rewards, 0.0)
+                round_lengths += active
+                active &= ~truncated
+            returns[start : start + count] = round_returns[:count]
+            lengths[start : start + count] = round_lengths[:count]
+    finally:
+        envs.close()
+
+    scores = None if reference is None else normalized_score(returns, reference)
+    return EvaluationResult(
+        returns=returns, lengths=lengths, scores=scores, env_id=env_id, reference=reference
+    )
+
+
+def _check_actions(actions, n, act_dim, low, high) -> np.ndarray:
+    """The policy's actions as a numpy array, refused unless `(n, act_dim)`, finite, in bounds."""
+    shape = getattr(actions, "shape", None)
+    if shape != (n, act_dim):
+        raise ValueError(
+            f"the policy must return actions of shape (n, act_dim) = ({n}, {act_dim}), one row per "
+            f"environment; got shape {shape}."
+        )
+    if not jnp.issubdtype(actions.dtype, jnp.floating):
+        raise ValueError(
+            f"the policy must return floating-point actions; got dtype {actions.dtype}."
+        )
+    actions = np.asarray(actions, dtype=np.float64)
+    if not np.all(np.isfinite(actions)):
+        raise ValueError("the policy returned non-finite actions (NaN or inf).")
+    excess = np.maximum(low - actions, actions - high)
+    if np.any(excess > _ACTION_TOLERANCE):
+        row, col = np.unravel_index(np.argmax(excess), excess.shape)
+        raise ValueError(
+            f"the policy returned an action outside the action space [low, high]: action "
+            f"[{row}, {col}] = {actions[row, col]} with bounds [{low[col]}, {high[col]}]. The "
+            "policy must produce actions in the environment's action space (evaluate does not "
+            "clip); squash or clip inside the policy."
+        )
+    return actions

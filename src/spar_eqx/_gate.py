@@ -1,0 +1,39 @@
+"""Stage III: the value gate (eq. 12, Algorithm 5)."""
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+
+class GateDecision(NamedTuple):
+    """What the gate chose for one state."""
+
+    action: Float[Array, " act_dim"]
+    accepted: Bool[Array, ""]
+    index: Int[Array, ""]
+    delta_q: Float[Array, ""]
+
+
+def gate(
+    base_action: Float[Array, " act_dim"],
+    candidates: Float[Array, "candidates act_dim"],
+    q_base: Float[Array, ""],
+    q_candidates: Float[Array, " candidates"],
+    eta_abs: float = 1e-4,
+    eta_rel: float = 0.01,
+    eps: float = 1e-6,
+) -> GateDecision:
+    """Pick `k* = argmax_k Delta Q_k`; accept iff both thresholds pass, else return `a_base`.
+
+    `Delta Q_k = Q_rob(s, a_k) - Q_rob(s, a_base)`; accept iff
+    `Delta Q_{k*} > eta_abs` and `Delta Q_{k*} / (|Q_rob(s, a_base)| + eps) > eta_rel`
+    (eq. 12). When it refuses, the returned action *is* `base_action`, bit for
+    bit. A NaN score never passes (comparisons with NaN are false).
+    """
+    delta = q_candidates - q_base
+    index = jnp.argmax(delta)
+    best = delta[index]
+    accepted = (best > eta_abs) & (best / (jnp.abs(q_base) + eps) > eta_rel)
+    action = jnp.where(accepted, candidates[index], base_action)
+    return GateDecision(action, accepted, index, best)

@@ -1,0 +1,74 @@
+"""The losses of SPAR's three stages, as pure functions of arrays.
+
+Every function reduces over a leading batch axis with a mean, so callers vmap
+the networks and hand the results here.
+"""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+def expectile_loss(diff: Float[Array, " batch"], expectile: float) -> Float[Array, ""]:
+    """`E[|tau - 1{u < 0}| u^2]` with `u = target - prediction` (Stage I, Alg. 1 line 7).
+
+    `expectile = 0.5` is half the mean squared error; larger values weigh
+    under-estimates more.
+    """
+    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
+    return jnp.mean(weight * diff**2)
+
+
+def bc_loss(
+    predicted: Float[Array, "batch act_dim"], actions: Float[Array, "batch act_dim"]
+) -> Float[Array, ""]:
+    """Deterministic behaviour cloning `E ||pi(s) - a||^2` (Alg. 1 line 4)."""
+    return jnp.mean(jnp.sum((predicted - actions) ** 2, axis=-1))
+
+
+def bc_nll_loss(log_probs: Float[Array, " batch"]) -> Float[Array, ""]:
+    """Stochastic behaviour cloning: the mean negative log-likelihood of the data actions."""
+    return -jnp.mean(log_probs)
+
+
+def weighted_reconstruction(
+    predicted: Float[Array, "batch act_dim"],
+    target: Float[Array, "batch act_dim"],
+    weights: Float[Array, " batch"],
+) -> Float[Array, ""]:
+    """`E[w * ||pred - target||^2]` (eq. 7, 8). The weights carry no gradient."""
+    weights = jax.lax.stop_gradient(weights)
+    return jnp.mean(weights * jnp.sum((predicted - target) ** 2, axis=-1))
+
+
+def gaussian_kl(
+    mean: Float[Array, "batch latent"], log_std: Float[Array, "batch latent"]
+) -> Float[Array, ""]:
+    """`E KL(N(mean, exp(log_std)^2) || N(0, I))`, summed over latent dims (eq. 8).
+
+    Never weighted: the KL is a global latent regulariser (Section 3.2.3).
+    """
+    var = jnp.exp(2.0 * log_std)
+    kl = 0.5 * jnp.sum(mean**2 + var - 1.0 - 2.0 * log_std, axis=-1)
+    return jnp.mean(kl)
+
+
+def value_guidance(q_values: Float[Array, " batch"]) -> Float[Array, ""]:
+    """`-E[Q_rob(s, a_synth)]`: minimising it ascends the critic (eq. 7, Alg. 3 line 16)."""
+    return -jnp.mean(q_values)
+
+
+def latent_self_imitation(
+    predicted: Float[Array, "batch candidates act_dim"],
+    targets: Float[Array, "batch candidates act_dim"],
+    omega: Float[Array, "batch candidates"],
+) -> Float[Array, ""]:
+    """`E_s sum_k omega_k ||decoder(s, a_base, z_k) - delta_k||^2` (eq. 10).
+
+    Gradients are stopped on the targets `delta_k` and the weights `omega_k`,
+    so only `predicted` is pulled, towards the weighted convex combination of
+    the candidates (Prop. 3.3 (i)).
+    """
+    targets = jax.lax.stop_gradient(targets)
+    omega = jax.lax.stop_gradient(omega)
+    return jnp.mean(jnp.sum(omega * jnp.sum((predicted - targets) ** 2, axis=-1), axis=-1))

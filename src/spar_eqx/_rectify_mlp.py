@@ -1,0 +1,78 @@
+"""Stage II, SPAR-MLP: a deterministic residual with value-gradient guidance (eq. 7, Alg. 2)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._anchor import apply_grads, init_opt, make_optimizer
+from ._config import ResidualConfig
+from ._losses import value_guidance, weighted_reconstruction
+from ._rectify_common import FrozenAnchor, data_weights, robust_q
+from ._residual import ResidualMLP
+from .data._transitions import Transitions
+
+
+class MLPState(eqx.Module):
+    anchor: FrozenAnchor
+    residual: ResidualMLP
+    opt: optax.OptState
+    step: Int[Array, ""]
+
+
+class RectifyMLP(eqx.Module):
+    """SPAR-MLP as pure functions: `init(anchor, key)`, `update(state, batch, key)`.
+
+    Loss (eq. 7): `E[w ||res(s, a_base) - (a - a_base)||^2] - lambda_g E[Q_rob(s, a_synth)]`
+    with `a_synth = clip(a_base + res(s, a_base))`. The weights use the data
+    critics, the guidance the guide critics; neither critic nor anchor is updated.
+    """
+
+    config: ResidualConfig = eqx.field(static=True)
+    data_critics: tuple[int, ...] = eqx.field(static=True)
+    guide_critics: tuple[int, ...] = eqx.field(static=True)
+
+    def phases(self, total_steps: int):
+        """The update functions of this variant and how many steps each runs."""
+        return [("residual", self.update, total_steps)]
+
+    def init(self, anchor: FrozenAnchor, key: PRNGKeyArray) -> MLPState:
+        c = self.config
+        policy = anchor.policy
+        residual = ResidualMLP(policy.obs_dim, policy.act_dim, c.width, c.mlp_depth, key=key)
+        opt = make_optimizer(c.learning_rate, c.grad_clip)
+        return MLPState(anchor, residual, init_opt(opt, residual), jnp.zeros((), jnp.int32))
+
+    def update(
+        self, state: MLPState, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[MLPState, dict[str, Float[Array, ""]]]:
+        del key
+        c, anchor = self.config, state.anchor
+        obs, act = batch.observations, batch.actions
+        base = anchor.base_actions(obs)
+        data_critic = anchor.critic.select(self.data_critics)
+        guide_critic = anchor.critic.select(self.guide_critics)
+        w, adv = data_weights(data_critic, obs, act, base, c)
+
+        def loss_fn(residual):
+            res = jax.vmap(residual)(obs, base)
+            fit = weighted_reconstruction(res, act - base, w)
+            q, _ = robust_q(guide_critic, obs, anchor.clip(base + res), c.lambda_u)
+            guide = value_guidance(q)
+            return fit + c.lambda_g * guide, (fit, guide, res)
+
+        opt = make_optimizer(c.learning_rate, c.grad_clip)
+        (loss, (fit, guide, res)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
+            state.residual
+        )
+        residual, opt_state = apply_grads(opt, state.residual, grads, state.opt)
+        metrics = {
+            "loss": loss,
+            "fit_loss": fit,
+            "guide_q": -guide,
+            "weight_mean": jnp.mean(w),
+            "positive_advantage": jnp.mean((adv > 0).astype(jnp.float32)),
+            "residual_norm": jnp.mean(jnp.linalg.norm(res, axis=-1)),
+        }
+        return MLPState(anchor, residual, opt_state, state.step + 1), metrics

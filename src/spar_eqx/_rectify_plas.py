@@ -1,0 +1,127 @@
+"""Stage II, SPAR-PLAS (ablation): a frozen residual CVAE and a latent policy (Alg. 3)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._anchor import apply_grads, init_opt, make_optimizer
+from ._config import ResidualConfig
+from ._losses import value_guidance
+from ._rectify_common import FrozenAnchor, data_weights, robust_q
+from ._rectify_proj import weighted_elbo
+from ._residual import LatentPolicy, ResidualCVAE
+from .data._transitions import Transitions
+
+
+class PLASState(eqx.Module):
+    anchor: FrozenAnchor
+    cvae: ResidualCVAE
+    latent_policy: LatentPolicy
+    cvae_opt: optax.OptState
+    latent_opt: optax.OptState
+    step: Int[Array, ""]
+
+
+class RectifyPLAS(eqx.Module):
+    """SPAR-PLAS in two phases, each a pure `update(state, batch, key)`.
+
+    Phase 1 (`update_vae`): the residual CVAE by weighted ELBO (eq. 8).
+    Phase 2 (`update_latent`): the CVAE is frozen; a deterministic latent policy
+    `z = pi_z(s, a_base)` ascends `Q_rob(s, clip(a_base + dec(s, a_base, z)))`
+    (Alg. 3, lines 11-17). `plas_vae_fraction` of the stage's steps go to phase 1.
+    """
+
+    config: ResidualConfig = eqx.field(static=True)
+    data_critics: tuple[int, ...] = eqx.field(static=True)
+    guide_critics: tuple[int, ...] = eqx.field(static=True)
+
+    def phases(self, total_steps: int):
+        vae_steps = max(1, round(self.config.plas_vae_fraction * total_steps))
+        return [
+            ("cvae", self.update_vae, vae_steps),
+            ("latent", self.update_latent, max(0, total_steps - vae_steps)),
+        ]
+
+    def init(self, anchor: FrozenAnchor, key: PRNGKeyArray) -> PLASState:
+        c, policy = self.config, anchor.policy
+        vae_key, pol_key = jax.random.split(key)
+        cvae = ResidualCVAE(
+            policy.obs_dim, policy.act_dim, c.latent_dim, c.width, c.cvae_depth, key=vae_key
+        )
+        latent_policy = LatentPolicy(
+            policy.obs_dim,
+            policy.act_dim,
+            c.latent_dim,
+            c.width,
+            c.latent_policy_depth,
+            c.max_latent,
+            key=pol_key,
+        )
+        opt = make_optimizer(c.learning_rate, c.grad_clip)
+        return PLASState(
+            anchor,
+            cvae,
+            latent_policy,
+            init_opt(opt, cvae),
+            init_opt(opt, latent_policy),
+            jnp.zeros((), jnp.int32),
+        )
+
+    def update_vae(
+        self, state: PLASState, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[PLASState, dict[str, Float[Array, ""]]]:
+        c, anchor = self.config, state.anchor
+        obs, act = batch.observations, batch.actions
+        base = anchor.base_actions(obs)
+        w, adv = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
+        loss_fn = lambda cvae: weighted_elbo(cvae, obs, base, act - base, w, c, key)
+        (loss, (rec, kl)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(state.cvae)
+        opt = make_optimizer(c.learning_rate, c.grad_clip)
+        cvae, cvae_opt = apply_grads(opt, state.cvae, grads, state.cvae_opt)
+        new_state = eqx.tree_at(
+            lambda s: (s.cvae, s.cvae_opt, s.step), state, (cvae, cvae_opt, state.step + 1)
+        )
+        metrics = {
+            "loss": loss,
+            "recon_loss": rec,
+            "kl": kl,
+            "weight_mean": jnp.mean(w),
+            "positive_advantage": jnp.mean((adv > 0).astype(jnp.float32)),
+        }
+        return new_state, metrics
+
+    def update_latent(
+        self, state: PLASState, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[PLASState, dict[str, Float[Array, ""]]]:
+        del key
+        c, anchor = self.config, state.anchor
+        obs = batch.observations
+        base = anchor.base_actions(obs)
+        guide_critic = anchor.critic.select(self.guide_critics)
+        decoder = eqx.filter(state.cvae, eqx.is_array, replace=None)
+        decoder = eqx.combine(jax.lax.stop_gradient(decoder), state.cvae)
+
+        def loss_fn(latent_policy):
+            z = jax.vmap(latent_policy)(obs, base)
+            residual = jax.vmap(decoder.decode)(obs, base, z)
+            q, _ = robust_q(guide_critic, obs, anchor.clip(base + residual), c.lambda_u)
+            return c.lambda_g * value_guidance(q), (q, residual)
+
+        (loss, (q, residual)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
+            state.latent_policy
+        )
+        opt = make_optimizer(c.learning_rate, c.grad_clip)
+        latent_policy, latent_opt = apply_grads(opt, state.latent_policy, grads, state.latent_opt)
+        new_state = eqx.tree_at(
+            lambda s: (s.latent_policy, s.latent_opt, s.step),
+            state,
+            (latent_policy, latent_opt, state.step + 1),
+        )
+        metrics = {
+            "loss": loss,
+            "guide_q": jnp.mean(q),
+            "residual_norm": jnp.mean(jnp.linalg.norm(residual, axis=-1)),
+        }
+        return new_state, metrics

@@ -1,0 +1,161 @@
+"""Residual models of Stage II: a deterministic regressor, a residual CVAE, a latent policy."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._networks import _check_sizes, _mlp
+
+_LOG_STD_MIN = -4.0
+_LOG_STD_MAX = 15.0
+
+
+class ResidualMLP(eqx.Module):
+    """SPAR-MLP's residual `delta = f(s, a_base)` (eq. 7): an MLP with a linear head."""
+
+    mlp: eqx.nn.MLP
+    obs_dim: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, width: int = 256, depth: int = 2, *, key: PRNGKeyArray
+    ):
+        _check_sizes(obs_dim=obs_dim, act_dim=act_dim, width=width, depth=depth)
+        self.mlp = _mlp(obs_dim + act_dim, act_dim, width, depth, key)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+
+    def __call__(
+        self, obs: Float[Array, " obs_dim"], base_action: Float[Array, " act_dim"]
+    ) -> Float[Array, " act_dim"]:
+        return self.mlp(jnp.concatenate([obs, base_action]))
+
+
+class ResidualCVAE(eqx.Module):
+    """The residual CVAE of SPAR-PROJ and SPAR-PLAS (eq. 8).
+
+    Encoder `q(z | s, a_base, delta)` is a diagonal Gaussian (log std clipped to
+    [-4, 15]); decoder `(s, a_base, z) -> delta` is deterministic. Defaults follow
+    Table 7: latent 16, 3 hidden layers of 256.
+    """
+
+    encoder: eqx.nn.MLP
+    decoder: eqx.nn.MLP
+    obs_dim: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+    latent_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        latent_dim: int = 16,
+        width: int = 256,
+        depth: int = 3,
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(
+            obs_dim=obs_dim, act_dim=act_dim, latent_dim=latent_dim, width=width, depth=depth
+        )
+        enc_key, dec_key = jr.split(key)
+        self.encoder = _mlp(obs_dim + 2 * act_dim, 2 * latent_dim, width, depth, enc_key)
+        self.decoder = _mlp(obs_dim + act_dim + latent_dim, act_dim, width, depth, dec_key)
+        self.obs_dim, self.act_dim, self.latent_dim = obs_dim, act_dim, latent_dim
+
+    def encode(
+        self,
+        obs: Float[Array, " obs_dim"],
+        base_action: Float[Array, " act_dim"],
+        residual: Float[Array, " act_dim"],
+    ) -> tuple[Float[Array, " latent"], Float[Array, " latent"]]:
+        """Mean and log standard deviation of `q(z | s, a_base, delta)`."""
+        out = self.encoder(jnp.concatenate([obs, base_action, residual]))
+        mean, log_std = out[: self.latent_dim], out[self.latent_dim :]
+        return mean, jnp.clip(log_std, _LOG_STD_MIN, _LOG_STD_MAX)
+
+    def decode(
+        self,
+        obs: Float[Array, " obs_dim"],
+        base_action: Float[Array, " act_dim"],
+        latent: Float[Array, " latent"],
+    ) -> Float[Array, " act_dim"]:
+        """The residual `delta = decoder(s, a_base, z)`."""
+        return self.decoder(jnp.concatenate([obs, base_action, latent]))
+
+    def __call__(
+        self,
+        obs: Float[Array, " obs_dim"],
+        base_action: Float[Array, " act_dim"],
+        residual: Float[Array, " act_dim"],
+        *,
+        key: PRNGKeyArray,
+    ) -> tuple[Float[Array, " act_dim"], Float[Array, " latent"], Float[Array, " latent"]]:
+        """Reconstruct `residual` through a reparameterised latent: `(recon, mean, log_std)`."""
+        mean, log_std = self.encode(obs, base_action, residual)
+        latent = mean + jnp.exp(log_std) * jr.normal(key, mean.shape, mean.dtype)
+        return self.decode(obs, base_action, latent), mean, log_std
+
+    def sample_latents(self, num: int, *, key: PRNGKeyArray) -> Float[Array, "num latent"]:
+        """`num` latents from the prior `N(0, I)`."""
+        return jr.normal(key, (num, self.latent_dim))
+
+    def sample(
+        self,
+        obs: Float[Array, " obs_dim"],
+        base_action: Float[Array, " act_dim"],
+        num: int,
+        *,
+        key: PRNGKeyArray,
+    ) -> Float[Array, "num act_dim"]:
+        """`num` residuals decoded from prior latents, vectorised over candidates."""
+        latents = self.sample_latents(num, key=key)
+        return jax.vmap(self.decode, in_axes=(None, None, 0))(obs, base_action, latents)
+
+
+class LatentPolicy(eqx.Module):
+    """SPAR-PLAS's deterministic latent policy `z = max_latent * tanh(MLP(s, a_base))`."""
+
+    mlp: eqx.nn.MLP
+    obs_dim: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+    latent_dim: int = eqx.field(static=True)
+    max_latent: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        latent_dim: int = 16,
+        width: int = 256,
+        depth: int = 2,
+        max_latent: float = 2.0,
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(
+            obs_dim=obs_dim, act_dim=act_dim, latent_dim=latent_dim, width=width, depth=depth
+        )
+        self.mlp = _mlp(obs_dim + act_dim, latent_dim, width, depth, key)
+        self.obs_dim, self.act_dim, self.latent_dim = obs_dim, act_dim, latent_dim
+        self.max_latent = float(max_latent)
+
+    def __check_init__(self):
+        if not self.max_latent > 0:
+            raise ValueError(f"max_latent must be positive, got {self.max_latent}.")
+
+    def __call__(
+        self, obs: Float[Array, " obs_dim"], base_action: Float[Array, " act_dim"]
+    ) -> Float[Array, " latent"]:
+        return self.max_latent * jnp.tanh(self.mlp(jnp.concatenate([obs, base_action])))
+
+
+def polyak(target: eqx.Module, online: eqx.Module, tau: float) -> eqx.Module:
+    """`target <- (1 - tau) * target + tau * online` on every inexact array leaf."""
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"the Polyak rate tau must lie in [0, 1], got {tau}.")
+    t_params, static = eqx.partition(target, eqx.is_inexact_array)
+    o_params = eqx.filter(online, eqx.is_inexact_array)
+    mixed = jax.tree_util.tree_map(lambda t, o: (1.0 - tau) * t + tau * o, t_params, o_params)
+    return eqx.combine(mixed, static)
