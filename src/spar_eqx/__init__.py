@@ -9,12 +9,12 @@ import importlib.metadata
 from ._anchor import Anchor as Anchor, AnchorState as AnchorState
 from ._config import (
     AnchorConfig as AnchorConfig,
-    critic_subsets as critic_subsets,
     GateConfig as GateConfig,
     ResidualConfig as ResidualConfig,
+    critic_subsets as critic_subsets,
 )
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
-from ._gate import gate as gate, GateDecision as GateDecision
+from ._gate import GateDecision as GateDecision, gate as gate
 from ._losses import (
     bc_loss as bc_loss,
     bc_nll_loss as bc_nll_loss,
@@ -42,14 +42,14 @@ from ._rectify_plas import PLASState as PLASState, RectifyPLAS as RectifyPLAS
 from ._rectify_proj import PROJState as PROJState, RectifyPROJ as RectifyPROJ
 from ._residual import (
     LatentPolicy as LatentPolicy,
-    polyak as polyak,
     ResidualCVAE as ResidualCVAE,
     ResidualMLP as ResidualMLP,
+    polyak as polyak,
 )
 from ._scores import (
+    ReferenceScores as ReferenceScores,
     normalized_score as normalized_score,
     reference_scores as reference_scores,
-    ReferenceScores as ReferenceScores,
 )
 from ._weighting import (
     advantage_weights as advantage_weights,

@@ -114,7 +114,7 @@ class TanhGaussianPolicy(eqx.Module):
     def log_prob(
         self, obs: Float[Array, " obs_dim"], action: Float[Array, " act_dim"]
     ) -> Float[Array, ""]:
-        """Log-density of `action` (clipped just inside the bounds so that +-max_action is finite)."""
+        """Log-density of `action`, clipped just inside the bounds so +-max_action is finite."""
         mean, log_std = self.distribution(obs)
         scaled = jnp.clip(action / self.max_action, -1.0 + _TANH_EPS, 1.0 - _TANH_EPS)
         return _squashed_log_prob(jnp.arctanh(scaled), mean, log_std, self.max_action)
