@@ -1,0 +1,127 @@
+"""Regenerate the embedded default dataset, `src/spar_eqx/data/default/hopper/medium-replay-v0`.
+
+Three steps, all recorded here so that the shipped file can be reproduced:
+
+1. `spar-eqx collect --env Hopper-v5 --level medium-replay --seed 0 --max-train-steps 150000
+   --out runs/default_dataset` trains SAC (default `SACConfig`) until its mean deterministic
+   evaluation return first reaches the D4RL medium target for Hopper (1064.8, one third of the way
+   from D4RL's random to expert return) and writes every transition it collected.
+2. The HDF5 file is rewritten with every dataset gzip-compressed (level 9, byte shuffle); groups,
+   attributes, dtypes and values are unchanged. Minari's `dataset_size` is updated.
+3. The dataset folder replaces `src/spar_eqx/data/default/`, and is checked to load with Minari.
+
+Usage, from the repository root: `python benchmarks/make_default_dataset.py` (about 30-60 minutes on
+2 CPU cores). `--skip-collect` redoes steps 2-3 from an existing `runs/default_dataset`.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import h5py
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path("runs/default_dataset")
+DATASET_ID = "hopper/medium-replay-v0"
+ARGV = [
+    "collect",
+    "--env",
+    "Hopper-v5",
+    "--level",
+    "medium-replay",
+    "--seed",
+    "0",
+    "--max-train-steps",
+    "150000",
+    "--out",
+    str(OUT),
+]
+DEFAULT_DIR = ROOT / "src" / "spar_eqx" / "data" / "default"
+
+
+def compress_hdf5(source: Path, target: Path) -> None:
+    """Copy `source` to `target` with every dataset gzip-9 + shuffle compressed, attrs kept."""
+
+    def copy_attrs(src, dst):
+        for name, value in src.attrs.items():
+            dst.attrs[name] = value
+
+    def copy_group(src: h5py.Group, dst: h5py.Group) -> None:
+        copy_attrs(src, dst)
+        for name, item in src.items():
+            if isinstance(item, h5py.Group):
+                copy_group(item, dst.create_group(name))
+            else:
+                data = item[()]
+                if item.shape == ():  # scalars cannot be chunked or compressed
+                    out = dst.create_dataset(name, data=data, dtype=item.dtype)
+                else:
+                    out = dst.create_dataset(
+                        name,
+                        data=data,
+                        dtype=item.dtype,
+                        compression="gzip",
+                        compression_opts=9,
+                        shuffle=True,
+                    )
+                copy_attrs(item, out)
+
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+        copy_group(src, dst)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-collect", action="store_true", help="reuse runs/default_dataset")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+
+    folder = OUT / DATASET_ID
+    if not args.skip_collect:
+        from spar_eqx._cli import main as cli
+
+        if OUT.exists():
+            shutil.rmtree(OUT)
+        code = cli(ARGV)
+        if code != 0:
+            return code
+
+    data = folder / "data"
+    raw, packed = data / "main_data.hdf5", data / "main_data.gz.hdf5"
+    compress_hdf5(raw, packed)
+    packed.replace(raw)
+
+    from minari.dataset.minari_storage import MinariStorage
+
+    storage = MinariStorage.read(data)
+    size_mb = round(raw.stat().st_size / 1e6, 2)
+    storage.update_metadata({"dataset_size": size_mb})
+
+    if DEFAULT_DIR.exists():
+        shutil.rmtree(DEFAULT_DIR)
+    shutil.copytree(folder, DEFAULT_DIR / DATASET_ID)
+    namespace = OUT / DATASET_ID.split("/")[0] / "namespace_metadata.json"
+    if namespace.exists():
+        shutil.copy2(namespace, DEFAULT_DIR / DATASET_ID.split("/")[0])
+
+    import minari
+
+    dataset = minari.MinariDataset(DEFAULT_DIR / DATASET_ID / "data")
+    meta = json.loads((DEFAULT_DIR / DATASET_ID / "data" / "metadata.json").read_text())
+    episodes = list(dataset.iterate_episodes())
+    steps = sum(len(e.actions) for e in episodes)
+    assert steps == dataset.total_steps and len(episodes) == dataset.total_episodes
+    info = meta["spar_eqx"]
+    print(
+        f"{DEFAULT_DIR / DATASET_ID}: {dataset.total_episodes} episodes, {dataset.total_steps} "
+        f"steps, {size_mb} MB; command: {info['command']}; parts: {info['parts']}; "
+        f"wall time {info['wall_time_s']} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
