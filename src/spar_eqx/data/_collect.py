@@ -411,12 +411,14 @@ def collect(
     make_env = lambda: _make_env(env_id, max_episode_steps)
     make_env().close()  # refuse a bad env id before anything else
     targets = _targets(env_id, level, target_return)
-    out = Path(out)
-    folder = _prepare_folder(out, dataset_id(env_id, level), overwrite)
+    # Minari joins paths under MINARI_DATASETS_PATH in ways that need it absolute; the command
+    # records `out` as given.
+    root = Path(out).absolute()
+    folder = _prepare_folder(root, dataset_id(env_id, level), overwrite)
     command = _command(
-        env_id, level, out, seed, steps, target_return, max_train_steps, max_episode_steps
+        env_id, level, Path(out), seed, steps, target_return, max_train_steps, max_episode_steps
     )
-    with _datasets_root(out):
+    with _datasets_root(root):
         parts = _run_level(
             env_id,
             level,
