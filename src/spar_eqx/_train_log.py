@@ -1,0 +1,113 @@
+"""The run's record: loss and evaluation rows, `metrics.csv`, `results.json` and the plot."""
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class RunLog:
+    """Rows of training metrics (per logging chunk and seed) and of evaluations."""
+
+    def __init__(self, losses: list[dict] | None = None, evals: list[dict] | None = None):
+        self.losses = losses or []
+        self.evals = evals or []
+
+    def add_losses(self, stage: str, phase: str, step: int, metrics: dict[str, np.ndarray]) -> None:
+        """`metrics[name]` is `(chunk_steps, seeds)`: one row per seed, averaged over the chunk."""
+        num_seeds = next(iter(metrics.values())).shape[1]
+        for seed in range(num_seeds):
+            row = {"stage": stage, "phase": phase, "step": step, "seed": seed}
+            row.update({name: float(np.mean(v[:, seed])) for name, v in sorted(metrics.items())})
+            self.losses.append(row)
+
+    def add_eval(self, stage, policy, step, seed, mean_return, mean_score) -> None:
+        self.evals.append(
+            {
+                "stage": stage,
+                "phase": "eval",
+                "step": int(step),
+                "seed": int(seed),
+                "policy": policy,
+                "return": float(mean_return),
+                "score": None if mean_score is None else float(mean_score),
+            }
+        )
+
+    def postfix(self) -> dict[str, str]:
+        out = {}
+        if self.losses:
+            last = self.losses[-1]
+            for key in ("bc_loss", "q_loss", "loss"):
+                if key in last:
+                    out[key] = f"{last[key]:.3g}"
+        if self.evals:
+            last = self.evals[-1]
+            value = last["score"] if last["score"] is not None else last["return"]
+            out[f"{last['policy']}"] = f"{value:.1f}"
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"losses": self.losses, "evals": self.evals}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunLog":
+        return cls(list(data["losses"]), list(data["evals"]))
+
+    def write(self, out: Path, results: dict[str, Any]) -> None:
+        out = Path(out)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        rows = self.losses + self.evals
+        fields: list[str] = []
+        for row in rows:
+            fields.extend(k for k in row if k not in fields)
+        with open(out / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        plot_learning_curves(self, out / "learning_curve.png", title=_title(results))
+
+
+def _title(results: dict[str, Any]) -> str:
+    return (
+        f"SPAR-{results['variant'].upper()} on {results['dataset']} ({len(results['seeds'])} seeds)"
+    )
+
+
+def plot_learning_curves(log: RunLog, path: Path, title: str = "") -> None:
+    """Losses over training (left) and evaluation scores or returns (right), mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("bc_loss", "q_loss", "v_loss", "loss"):
+        for phase in sorted({r["phase"] for r in log.losses if key in r}):
+            rows = [r for r in log.losses if r["phase"] == phase and key in r]
+            steps = sorted({r["step"] for r in rows})
+            means = [np.mean([r[key] for r in rows if r["step"] == s]) for s in steps]
+            ax_loss.plot(steps, means, label=f"{phase}: {key}")
+    ax_loss.set_yscale("symlog", linthresh=1e-3)
+    ax_loss.set_xlabel("update step")
+    ax_loss.set_title("training losses (mean over seeds)")
+    if log.losses:
+        ax_loss.legend(fontsize="small")
+    use_score = all(r["score"] is not None for r in log.evals) and bool(log.evals)
+    key = "score" if use_score else "return"
+    for policy in sorted({r["policy"] for r in log.evals}):
+        rows = [r for r in log.evals if r["policy"] == policy]
+        steps = sorted({r["step"] for r in rows})
+        means = np.array([np.mean([r[key] for r in rows if r["step"] == s]) for s in steps])
+        stds = np.array([np.std([r[key] for r in rows if r["step"] == s]) for s in steps])
+        ax_eval.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=policy)
+    ax_eval.set_xlabel("update step")
+    ax_eval.set_title("normalised score (x100)" if use_score else "episode return")
+    if log.evals:
+        ax_eval.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
