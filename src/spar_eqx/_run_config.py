@@ -44,7 +44,8 @@ class RunConfig:
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) % self.log_every:
                 raise ValueError(
-                    f"{name}={getattr(self, name)} must be a multiple of log_every={self.log_every} "
+                    f"{name}={getattr(self, name)} must be a multiple of "
+                    f"log_every={self.log_every} "
                     "(updates run in compiled chunks of log_every steps)."
                 )
 

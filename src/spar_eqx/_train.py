@@ -438,7 +438,10 @@ def output_folder_problem(out: Path, resume: bool) -> str | None:
     if out.exists() and not out.is_dir():
         return f"{out} exists and is not a folder"
     if out.exists() and any(out.iterdir()) and not resume:
-        return f"{out} is not empty; pass --resume to continue the run in it, or choose an empty folder"
+        return (
+            f"{out} is not empty; pass --resume to continue the run in it, "
+            "or choose an empty folder"
+        )
     probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
     if not os.access(probe, os.W_OK):
         return f"{probe} is not writable"
