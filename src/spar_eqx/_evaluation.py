@@ -225,7 +225,7 @@ def evaluate(
                 )
                 round_returns += np.where(active, rewards, 0.0)
                 round_lengths += active
-                active &= ~truncated
+                active &= ~(terminated | truncated)
             returns[start : start + count] = round_returns[:count]
             lengths[start : start + count] = round_lengths[:count]
     finally:
