@@ -14,6 +14,13 @@ from ._config import (
     critic_subsets as critic_subsets,
 )
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
+from ._evaluation import (
+    BatchPolicy as BatchPolicy,
+    EvaluationResult as EvaluationResult,
+    env_spaces as env_spaces,
+    evaluate as evaluate,
+    make_env as make_env,
+)
 from ._gate import GateDecision as GateDecision, gate as gate
 from ._losses import (
     bc_loss as bc_loss,
@@ -36,6 +43,7 @@ from ._policy import (
     PLASResidual as PLASResidual,
     SPARPolicy as SPARPolicy,
 )
+from ._presets import PRESETS as PRESETS, preset_overrides as preset_overrides
 from ._rectify_common import FrozenAnchor as FrozenAnchor
 from ._rectify_mlp import MLPState as MLPState, RectifyMLP as RectifyMLP
 from ._rectify_plas import PLASState as PLASState, RectifyPLAS as RectifyPLAS
@@ -46,11 +54,13 @@ from ._residual import (
     ResidualMLP as ResidualMLP,
     polyak as polyak,
 )
+from ._run_config import RunConfig as RunConfig
 from ._scores import (
     ReferenceScores as ReferenceScores,
     normalized_score as normalized_score,
     reference_scores as reference_scores,
 )
+from ._train import TrainingError as TrainingError, load_trained as load_trained, train as train
 from ._weighting import (
     advantage_weights as advantage_weights,
     candidate_weights as candidate_weights,

@@ -79,9 +79,8 @@ class SPARPolicy(eqx.Module):
         obs = self.normalizer(observation)
         max_action = self.base.max_action
         base = self.base(obs)
-        candidates = jnp.clip(
-            base + self._candidates(obs, base, key, use_gate), -max_action, max_action
-        )
+        residuals = self._candidates(obs, base, key, use_gate)
+        candidates = jnp.clip(base[None, :] + residuals, -max_action, max_action)
         if not use_gate:
             return candidates[0], jnp.ones((), bool)
         c = self.gate_config

@@ -98,10 +98,16 @@ def _run_chunk(update, states, data: Transitions, keys, num_steps: int, batch_si
     return eqx.combine(params, static), metrics
 
 
+def seed_devices(num_seeds: int) -> int:
+    """How many local devices the seed axis is split over (1: no sharding)."""
+    count = len(jax.local_devices())
+    return count if count > 1 and num_seeds % count == 0 else 1
+
+
 def _shard_over_seeds(tree, num_seeds: int):
     """Place the seed axis across local devices when there are several and they divide it."""
     devices = jax.local_devices()
-    if len(devices) < 2 or num_seeds % len(devices):
+    if seed_devices(num_seeds) == 1:
         return tree
     mesh = Mesh(np.asarray(devices), ("seeds",))
     split = NamedSharding(mesh, PartitionSpec("seeds"))
@@ -379,6 +385,7 @@ class Trainer:
             "wall_clock_seconds": seconds,
             "reward_transform": self.reward_transform,
             "devices": [str(d) for d in jax.devices()],
+            "seed_sharding": seed_devices(c.seeds),
             "config": c.to_dict(),
             "scores": {
                 name: None if scores is None else [float(x) for x in scores]

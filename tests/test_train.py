@@ -1,0 +1,174 @@
+"""End-to-end tests of the trainer and the `spar-eqx` command on a tiny real Hopper dataset."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import h5py
+import numpy as np
+import pytest
+
+from spar_eqx._cli import main
+
+TINY = [
+    "--stage1-steps", "40", "--stage2-steps", "40", "--seeds", "2", "--batch-size", "16",
+    "--critics", "3", "--data-critics", "2", "--guide-critics", "2", "--gate-critics", "2",
+    "--hidden", "16", "--residual-hidden", "16", "--cvae-layers", "1", "--latent-dim", "2",
+    "--candidates", "4", "--gate-candidates", "3", "--eval-episodes", "1",
+    "--eval-max-episode-steps", "15", "--log-every", "10", "--checkpoint-every", "10", "--quiet",
+]  # fmt: skip
+
+
+def _write_hopper_hdf5(path: Path, steps: int = 600, reward_scale: float = 1.0) -> Path:
+    """A D4RL-format file from uniform-random Hopper-v5 play (time limit 40 steps)."""
+    env = gym.make("Hopper-v5", max_episode_steps=40)
+    rng = np.random.default_rng(0)
+    rows = {k: [] for k in ("observations", "actions", "rewards", "next_observations")}
+    terminals, timeouts = [], []
+    obs, _ = env.reset(seed=0)
+    for _ in range(steps):
+        action = rng.uniform(-1, 1, 3).astype(np.float32)
+        nxt, reward, term, trunc, _ = env.step(action)
+        for key, value in zip(rows, (obs, action, reward * reward_scale, nxt), strict=True):
+            rows[key].append(value)
+        terminals.append(term)
+        timeouts.append(trunc and not term)
+        obs = env.reset()[0] if term or trunc else nxt
+    env.close()
+    with h5py.File(path, "w") as f:
+        for key, values in rows.items():
+            f[key] = np.asarray(values, np.float32 if key != "rewards" else np.float64)
+        f["terminals"], f["timeouts"] = np.asarray(terminals), np.asarray(timeouts)
+        f.attrs["env_id"] = "Hopper-v5"
+    return path
+
+
+@pytest.fixture(scope="module")
+def hopper_file(tmp_path_factory):
+    return _write_hopper_hdf5(tmp_path_factory.mktemp("data") / "hopper.hdf5")
+
+
+def _train(out: Path, dataset: Path, *extra: str) -> int:
+    return main(["train", "--dataset", str(dataset), "--out", str(out), *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, hopper_file):
+    out = tmp_path_factory.mktemp("runs") / "proj"
+    assert _train(out, hopper_file, "--variant", "proj") == 0
+    return out
+
+
+def test_train_writes_results_metrics_plot_and_checkpoints(finished_run):
+    results = json.loads((finished_run / "results.json").read_text())
+    assert results["env_id"] == "Hopper-v5" and results["variant"] == "proj"
+    assert results["seeds"] == [0, 1]
+    assert (results["stage1_steps"], results["stage2_steps"]) == (40, 40)
+    for key in ("scores", "returns"):
+        assert set(results[key]) == {"base", "spar", "spar_no_gate"}
+        for values in results[key].values():
+            assert len(values) == 2 and np.all(np.isfinite(values))
+    assert len(results["gate_acceptance"]) == 2
+    assert all(0.0 <= a <= 1.0 for a in results["gate_acceptance"])
+    assert results["config"]["residual"]["num_candidates"] == 4
+    assert results["wall_clock_seconds"] > 0
+    header = (finished_run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"stage", "phase", "step", "seed", "bc_loss", "q_loss", "recon_loss", "score"} <= set(header)
+    assert (finished_run / "learning_curve.png").stat().st_size > 1000
+    for name in ("stage1.eqx", "stage2.eqx", "latest.eqx"):
+        assert (finished_run / "checkpoints" / name).exists()
+
+
+def test_scores_are_normalised_returns(finished_run):
+    results = json.loads((finished_run / "results.json").read_text())
+    low, high = -20.272305, 3234.3  # D4RL hopper
+    for name in ("base", "spar", "spar_no_gate"):
+        expected = 100 * (np.asarray(results["returns"][name]) - low) / (high - low)
+        np.testing.assert_allclose(results["scores"][name], expected, rtol=1e-9)
+
+
+def test_evaluate_command_reproduces_final_scores(finished_run, capsys):
+    assert main(["evaluate", str(finished_run), "--episodes", "1"]) == 0
+    again = json.loads((finished_run / "evaluation.json").read_text())
+    results = json.loads((finished_run / "results.json").read_text())
+    assert again["returns"] == results["returns"]  # same seed, same policy: same episodes
+    assert "gate acceptance" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("variant", ["mlp", "plas"])
+def test_other_variants_run_end_to_end(tmp_path, hopper_file, variant):
+    assert _train(tmp_path / variant, hopper_file, "--variant", variant) == 0
+    results = json.loads((tmp_path / variant / "results.json").read_text())
+    assert results["variant"] == variant
+    assert np.all(np.isfinite(results["scores"]["spar"]))
+
+
+def test_same_seed_same_results_and_resume_after_sigkill(tmp_path, hopper_file, finished_run):
+    """Kill a run mid-way with SIGKILL, resume it, and get the uninterrupted run's bits."""
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(hopper_file),
+           "--out", str(out), "--variant", "proj", *TINY]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = out / "checkpoints" / "latest.eqx"
+    deadline = time.monotonic() + 240
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    assert latest.exists() and not (out / "results.json").exists()
+
+    assert _train(out, hopper_file, "--variant", "proj") == 2  # non-empty folder, no --resume
+    assert _train(out, hopper_file, "--variant", "proj", "--resume") == 0
+    resumed = (out / "checkpoints" / "stage2.eqx").read_bytes()
+    reference = (finished_run / "checkpoints" / "stage2.eqx").read_bytes()
+    assert resumed == reference
+    a = json.loads((out / "results.json").read_text())
+    b = json.loads((finished_run / "results.json").read_text())
+    assert a["scores"] == b["scores"] and a["gate_acceptance"] == b["gate_acceptance"]
+
+
+def test_seeds_shard_over_two_host_devices(tmp_path, hopper_file):
+    out = tmp_path / "sharded"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(hopper_file),
+           "--out", str(out), "--variant", "mlp", *TINY]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["devices"]) == 2
+    assert results["seed_sharding"] == 2
+    assert np.all(np.isfinite(results["scores"]["spar"]))
+
+
+def test_bad_input_is_refused_with_a_message(tmp_path, hopper_file, capsys):
+    assert _train(tmp_path / "a", hopper_file, "--env", "HalfCheetah-v5") == 2
+    assert "HalfCheetah-v5" in capsys.readouterr().err
+    assert _train(tmp_path / "b", tmp_path / "missing.hdf5") == 2
+    assert "missing.hdf5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        _train(tmp_path / "c", hopper_file, "--preset", "no-such-task")
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        _train(tmp_path / "c", hopper_file, "--variant", "transformer")
+    assert "invalid choice" in capsys.readouterr().err
+    assert _train(tmp_path / "d", hopper_file, "--temperature", "-1") == 2
+    assert "temperature" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert _train(tmp_path / "file", hopper_file) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_stage_and_step(tmp_path, capsys):
+    data = _write_hopper_hdf5(tmp_path / "huge.hdf5", steps=200, reward_scale=1e37)
+    out = tmp_path / "nan"
+    code = main(["train", "--dataset", str(data), "--out", str(out), "--reward-transform", "none", *TINY])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "Stage I" in err and "step" in err
+    assert not (out / "results.json").exists()
