@@ -6,8 +6,9 @@ Three steps, all recorded here so that the shipped file can be reproduced:
    --out runs/default_dataset` trains SAC (default `SACConfig`) until its mean deterministic
    evaluation return first reaches the D4RL medium target for Hopper (1064.8, one third of the way
    from D4RL's random to expert return) and writes every transition it collected.
-2. The HDF5 file is rewritten with every dataset gzip-compressed (level 9, byte shuffle); groups,
-   attributes, dtypes and values are unchanged. Minari's `dataset_size` is updated.
+2. The HDF5 file is rewritten losslessly in HDF5's latest file format with every dataset stored
+   as one gzip-9 + shuffle chunk (see `compress_hdf5`); groups, attributes, dtypes and values are
+   checked unchanged. Minari's `dataset_size` is updated.
 3. The dataset folder replaces `src/spar_eqx/data/default/`, and is checked to load with Minari.
 
 Usage, from the repository root: `python benchmarks/make_default_dataset.py` (about 30-60 minutes on
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path("runs/default_dataset")
@@ -43,7 +45,13 @@ DEFAULT_DIR = ROOT / "src" / "spar_eqx" / "data" / "default"
 
 
 def compress_hdf5(source: Path, target: Path) -> None:
-    """Copy `source` to `target` with every dataset gzip-9 + shuffle compressed, attrs kept."""
+    """Copy `source` to `target` losslessly, smaller: every dataset in one gzip-9 + shuffle chunk.
+
+    Minari writes each of the ~800 episodes as a group of small chunked datasets, and the HDF5
+    bookkeeping (B-trees, old-style symbol tables) then outweighs the data. The copy uses the latest
+    file format (compact groups, single-chunk indices) and one compressed chunk per dataset; groups,
+    attributes, dtypes, shapes and values are unchanged (checked by `check_same`).
+    """
 
     def copy_attrs(src, dst):
         for name, value in src.attrs.items():
@@ -54,23 +62,43 @@ def compress_hdf5(source: Path, target: Path) -> None:
         for name, item in src.items():
             if isinstance(item, h5py.Group):
                 copy_group(item, dst.create_group(name))
+                continue
+            data = item[()]
+            if item.shape == () or item.size == 0:  # nothing to chunk
+                out = dst.create_dataset(name, data=data, dtype=item.dtype)
             else:
-                data = item[()]
-                if item.shape == ():  # scalars cannot be chunked or compressed
-                    out = dst.create_dataset(name, data=data, dtype=item.dtype)
-                else:
-                    out = dst.create_dataset(
-                        name,
-                        data=data,
-                        dtype=item.dtype,
-                        compression="gzip",
-                        compression_opts=9,
-                        shuffle=True,
-                    )
-                copy_attrs(item, out)
+                out = dst.create_dataset(
+                    name,
+                    data=data,
+                    dtype=item.dtype,
+                    chunks=item.shape,
+                    compression="gzip",
+                    compression_opts=9,
+                    shuffle=True,
+                )
+            copy_attrs(item, out)
 
-    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+    with h5py.File(source, "r") as src, h5py.File(target, "w", libver="latest") as dst:
         copy_group(src, dst)
+
+
+def check_same(a: Path, b: Path) -> None:
+    """Raise unless the two HDF5 files hold the same groups, attributes and dataset values."""
+
+    def same(x, y, where):
+        assert set(x.attrs) == set(y.attrs), where
+        for key in x.attrs:
+            assert np.array_equal(x.attrs[key], y.attrs[key]), f"{where} attr {key}"
+        if isinstance(x, h5py.Dataset):
+            assert x.dtype == y.dtype and x.shape == y.shape, where
+            assert np.array_equal(x[()], y[()]), where
+            return
+        assert set(x.keys()) == set(y.keys()), where
+        for key in x:
+            same(x[key], y[key], f"{where}/{key}")
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        same(fa, fb, "")
 
 
 def main() -> int:
@@ -92,6 +120,7 @@ def main() -> int:
     data = folder / "data"
     raw, packed = data / "main_data.hdf5", data / "main_data.gz.hdf5"
     compress_hdf5(raw, packed)
+    check_same(raw, packed)
     packed.replace(raw)
 
     from minari.dataset.minari_storage import MinariStorage

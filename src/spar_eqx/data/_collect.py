@@ -584,7 +584,7 @@ def _write_metadata(
         "seed": seed,
         "env_id": env_id,
         "level": level,
-        "steps": steps,
+        "steps": None if level == "medium-replay" else steps,
         "max_train_steps": max_train_steps if level != "random" else None,
         "max_episode_steps": max_episode_steps,
         "reference_scores": None if ref is None else {"min": ref.min, "max": ref.max},
