@@ -221,14 +221,12 @@ class _Trainer:
         self.buffer = buffer_init(capacity, self.obs_dim, self.act_dim)
         self.eval_envs = [make_env() for _ in range(config.eval_episodes)]
         self.steps = self.chunks = self.episodes = 0
-        self.episode_steps = 0
         self.last_eval: float | None = None
         self.obs = self._reset()
 
     def _reset(self) -> np.ndarray:
         obs, _ = self.env.reset(seed=int(self.rng.integers(2**31 - 1)))
         self.episodes += 1
-        self.episode_steps = 0
         return obs
 
     def _collect_chunk(self) -> None:
@@ -248,7 +246,6 @@ class _Trainer:
             obs[t], actions[t], rewards[t] = np.ravel(self.obs), unit, reward
             next_obs[t], dones[t] = np.ravel(new_obs), float(terminated)
             self.steps += 1
-            self.episode_steps += 1
             self.obs = self._reset() if (terminated or truncated) else new_obs
         batch = SACBatch(*(jnp.asarray(x) for x in (obs, actions, rewards, next_obs, dones)))
         self.buffer = buffer_add(self.buffer, batch)
