@@ -24,10 +24,17 @@ def save_checkpoint(path: str | os.PathLike, header: dict[str, Any], tree: Any) 
             eqx.tree_serialise_leaves(f, tree)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:

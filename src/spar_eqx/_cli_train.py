@@ -73,6 +73,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    dist = parser.add_argument_group("several processes (jax.distributed; seeds split evenly)")
+    dist.add_argument("--coordinator", help="HOST:PORT of process 0, the same for every process")
+    dist.add_argument("--num-processes", type=int, default=1, help="processes in the run (1)")
+    dist.add_argument("--process-id", type=int, default=0, help="this process's index (0)")
     group = parser.add_argument_group("hyperparameters (Tables 7 and 8)")
     for flag, path, kind, text in _HYPERPARAMETERS:
         group.add_argument(
@@ -119,7 +123,15 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         config = config_from_args(args)
-        results = train(config, args.out, resume=args.resume, progress=not args.quiet)
+        results = train(
+            config,
+            args.out,
+            resume=args.resume,
+            progress=not args.quiet,
+            coordinator=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
     except ValueError as error:  # bad options, datasets and folders: DatasetError included
         raise UserError(str(error)) from error
     _print_summary(results)
@@ -127,7 +139,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", type=Path, help="folder of a finished `spar-eqx train` run")
+    parser.add_argument(
+        "run_dir", metavar="RUN", type=Path, help="folder of a finished `spar-eqx train` run"
+    )
     parser.add_argument("--episodes", type=int, default=None, help="episodes per seed")
     parser.add_argument("--seed", type=int, default=10_000, help="first evaluation env seed")
 
@@ -139,7 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ._train import load_trained
 
     try:
-        trainer, states = load_trained(args.run)
+        trainer, states = load_trained(args.run_dir)
     except (ValueError, FileNotFoundError) as error:
         raise UserError(str(error)) from error
     if args.episodes is not None:
@@ -149,7 +163,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     policies = trainer._policies(states)
     evaluated = trainer.evaluate_policies(policies, seed=args.seed)
     results = {
-        "run": str(args.run),
+        "run": str(args.run_dir),
         "seed": args.seed,
         "episodes_per_seed": trainer.config.eval_episodes,
         "scores": {
@@ -158,7 +172,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "returns": {k: [float(x) for x in r] for k, (r, _) in evaluated.items()},
         "gate_acceptance": trainer.gate_acceptance(policies["spar"]),
     }
-    (Path(args.run) / "evaluation.json").write_text(json.dumps(results, indent=2))
+    (args.run_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
     _print_summary(results)
     return 0
 

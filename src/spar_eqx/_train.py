@@ -136,12 +136,34 @@ def _unshared_step(states):
 
 
 class Trainer:
-    """Runs Stage I -> Stage II -> Stage III evaluation for `config.seeds` seeds."""
+    """Runs Stage I -> Stage II -> Stage III evaluation for this process's seeds.
 
-    def __init__(self, config: RunConfig, out: Path, *, progress: bool = True):
+    With `process_count` processes, process `p` runs the contiguous seeds
+    `[p * k, (p + 1) * k)`, `k = seeds / process_count`. Every key derives from
+    the global seed id, so a seed's bits do not depend on how seeds are split.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out: Path,
+        *,
+        progress: bool = True,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        if config.seeds % process_count:
+            raise ValueError(
+                f"--seeds {config.seeds} cannot be split evenly over {process_count} processes; "
+                "use a multiple of the number of processes."
+            )
         self.config = config
         self.out = Path(out)
         self.progress = progress
+        self.process_index, self.process_count = process_index, process_count
+        k = config.seeds // process_count
+        self.seed_ids = tuple(range(process_index * k, (process_index + 1) * k))
+        self.num_local = k
         self.ckpt_dir = self.out / "checkpoints"
 
     # ---- data
@@ -195,7 +217,7 @@ class Trainer:
             Phase("stage2", name, fn, steps)
             for name, fn, steps in self.learner.phases(c.stage2_steps)
         ]
-        self.seed_keys = jax.vmap(jr.key)(jnp.arange(c.seeds))
+        self.seed_keys = jax.vmap(jr.key)(jnp.asarray(self.seed_ids))
 
     def _init_stage1(self):
         keys = jax.vmap(lambda k: jr.fold_in(k, 0))(self.seed_keys)
@@ -259,21 +281,25 @@ class Trainer:
         return {"base": spar.base_only(), "spar": spar, "spar_no_gate": spar.without_gate()}
 
     def evaluate_policies(self, policies: dict[str, eqx.Module], seed: int) -> dict[str, Any]:
-        c = self.config
+        """Per local seed: mean return and mean normalised score (or None) of each policy.
+
+        Seed `s` plays episodes with env seeds `seed + s * episodes + e`, whatever
+        process it runs in.
+        """
+        c, k = self.config, self.num_local
         out = {}
         for name, policy in policies.items():
             result = evaluate(
-                SeedStacked(policy, c.seeds),
+                SeedStacked(policy, self.seed_ids),
                 self.env_id,
-                c.seeds * c.eval_episodes,
-                seed,
+                k * c.eval_episodes,
+                seed + self.seed_ids[0] * c.eval_episodes,
+                key=jr.key(seed),
                 reference=self.dataset.reference,
                 max_episode_steps=c.eval_max_episode_steps,
             )
-            returns = result.returns.reshape(c.seeds, c.eval_episodes).mean(axis=1)
-            scores = (
-                None if result.scores is None else result.scores.reshape(c.seeds, -1).mean(axis=1)
-            )
+            returns = result.returns.reshape(k, c.eval_episodes).mean(axis=1)
+            scores = None if result.scores is None else result.scores.reshape(k, -1).mean(axis=1)
             out[name] = (returns, scores)
         return out
 
@@ -282,7 +308,7 @@ class Trainer:
         obs = self.dataset.transitions.observations
         take = np.linspace(0, obs.shape[0] - 1, min(self.config.acceptance_states, obs.shape[0]))
         obs = obs[np.round(take).astype(np.int64)]
-        keys = jr.split(jr.key(12345), self.config.seeds)
+        keys = jax.vmap(lambda s: jr.fold_in(jr.key(12345), s))(jnp.asarray(self.seed_ids))
         accepted = eqx.filter_vmap(lambda p, k: p.act_batch(obs, k)[1])(spar, keys)
         return [float(x) for x in np.asarray(accepted).mean(axis=1)]
 
@@ -297,7 +323,7 @@ class Trainer:
             phase_index, step, states, log = self._restore()
         else:
             phase_index, step, states, log = 0, 0, self._init_stage1(), RunLog()
-        states = _shard_over_seeds(states, c.seeds)
+        states = _shard_over_seeds(states, self.num_local)
         bar = _progress(sum(p.steps for p in self.phases), self.progress)
         bar.update(sum(p.steps for p in self.phases[:phase_index]) + step)
 
@@ -307,7 +333,7 @@ class Trainer:
                 step = 0
                 if phase.stage == "stage2" and self.phases[index - 1].stage == "stage1":
                     save_checkpoint(self.ckpt_dir / "stage1.eqx", {"phase": index - 1}, states)
-                    states = _shard_over_seeds(self._init_stage2(states), c.seeds)
+                    states = _shard_over_seeds(self._init_stage2(states), self.num_local)
             offset = sum(p.steps for p in self.phases[:index])
             while step < phase.steps:
                 size = min(c.log_every, phase.steps - step)
@@ -320,9 +346,9 @@ class Trainer:
                     c.batch_size,
                 )
                 metrics = {k: np.asarray(v) for k, v in metrics.items()}
-                _check_finite(metrics, phase, step, self.ckpt_dir / _LATEST)
+                _check_finite(metrics, phase, step, self.ckpt_dir / _LATEST, self.seed_ids)
                 step += size
-                log.add_losses(phase.stage, phase.name, offset + step, metrics)
+                log.add_losses(phase.stage, phase.name, offset + step, self.seed_ids, metrics)
                 if c.eval_every and step % c.eval_every == 0 and step < phase.steps:
                     self._periodic_eval(states, phase, offset + step, log)
                 if step % c.checkpoint_every == 0 or step == phase.steps:
@@ -338,7 +364,6 @@ class Trainer:
         return results
 
     def _periodic_eval(self, states, phase: Phase, step: int, log: RunLog) -> None:
-        c = self.config
         if phase.stage == "stage1":
             # Built under vmap so that the shared normaliser gets the seed axis too.
             policy = eqx.filter_vmap(lambda p: BasePolicy(self.normalizer, p))(states.policy)
@@ -350,14 +375,14 @@ class Trainer:
             name = "spar"
         result = self.evaluate_policies({name: policy}, seed=10_000)
         returns, scores = result[name]
-        for seed in range(c.seeds):
+        for i, seed in enumerate(self.seed_ids):
             log.add_eval(
                 phase.stage,
                 name,
                 step,
                 seed,
-                returns[seed],
-                None if scores is None else scores[seed],
+                returns[i],
+                None if scores is None else scores[i],
             )
 
     def final_results(self, states, log: RunLog, seconds: float) -> dict[str, Any]:
@@ -366,61 +391,73 @@ class Trainer:
         evaluated = self.evaluate_policies(policies, seed=10_000)
         total = sum(p.steps for p in self.phases)
         for name, (returns, scores) in evaluated.items():
-            for seed in range(c.seeds):
+            for i, seed in enumerate(self.seed_ids):
                 log.add_eval(
                     "final",
                     name,
                     total,
                     seed,
-                    returns[seed],
-                    None if scores is None else scores[seed],
+                    returns[i],
+                    None if scores is None else scores[i],
                 )
         return {
             "dataset": self.dataset.name,
             "env_id": self.env_id,
             "variant": c.residual.variant,
             "seeds": list(range(c.seeds)),
+            "processes": self.process_count,
             "stage1_steps": c.stage1_steps,
             "stage2_steps": c.stage2_steps,
             "wall_clock_seconds": seconds,
             "reward_transform": self.reward_transform,
             "devices": [str(d) for d in jax.devices()],
-            "seed_sharding": seed_devices(c.seeds),
+            "seed_sharding": seed_devices(self.num_local),
             "config": c.to_dict(),
             "scores": {
-                name: None if scores is None else [float(x) for x in scores]
+                name: None if scores is None else _gather(scores)
                 for name, (_, scores) in evaluated.items()
             },
-            "returns": {
-                name: [float(x) for x in returns] for name, (returns, _) in evaluated.items()
-            },
-            "gate_acceptance": self.gate_acceptance(policies["spar"]),
+            "returns": {name: _gather(returns) for name, (returns, _) in evaluated.items()},
+            "gate_acceptance": _gather(self.gate_acceptance(policies["spar"])),
         }
+
+
+def _gather(values) -> list[float]:
+    """This process's per-seed values, concatenated over processes in seed order."""
+    values = np.asarray(values, np.float64)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        values = np.asarray(multihost_utils.process_allgather(values)).reshape(-1)
+    return [float(x) for x in values]
 
 
 class SeedStacked(eqx.Module):
     """A policy stacked over seeds, acting on `seeds * episodes` observations at once.
 
-    Observation `i` belongs to seed `i // episodes`; one jitted call serves all
-    seeds, so a vector env of every seed's episodes steps in lockstep.
+    Observation `i` belongs to the `i // episodes`-th seed; one jitted call serves
+    all seeds, so a vector env of every seed's episodes steps in lockstep. Seed
+    `s` acts with `fold_in(key, s)`.
     """
 
     policy: eqx.Module
-    num_seeds: int = eqx.field(static=True)
+    seed_ids: tuple[int, ...] = eqx.field(static=True)
 
     @eqx.filter_jit
     def __call__(self, observations, key):
-        obs = observations.reshape(self.num_seeds, -1, observations.shape[-1])
-        keys = jr.split(key, self.num_seeds)
+        num = len(self.seed_ids)
+        obs = observations.reshape(num, -1, observations.shape[-1])
+        keys = jax.vmap(lambda s: jr.fold_in(key, s))(jnp.asarray(self.seed_ids))
         actions = eqx.filter_vmap(lambda p, o, k: p(o, k))(self.policy, obs, keys)
         return actions.reshape(observations.shape[0], -1)
 
 
-def _check_finite(metrics: dict[str, np.ndarray], phase: Phase, step: int, checkpoint: Path):
+def _check_finite(metrics, phase: Phase, step: int, checkpoint: Path, seed_ids) -> None:
     for name, values in metrics.items():
         bad = ~np.isfinite(values)
         if bad.any():
-            row, seed = np.argwhere(bad)[0]
+            row, column = np.argwhere(bad)[0]
+            seed = seed_ids[column]
             stage = "Stage I" if phase.stage == "stage1" else f"Stage II ({phase.name})"
             kept = (
                 f"the last good checkpoint is {checkpoint}"
@@ -428,7 +465,7 @@ def _check_finite(metrics: dict[str, np.ndarray], phase: Phase, step: int, check
                 else "no checkpoint had been written yet"
             )
             raise TrainingError(
-                f"non-finite {name} ({values[row, seed]}) at {stage}, step {step + row + 1} "
+                f"non-finite {name} ({values[row, column]}) at {stage}, step {step + row + 1} "
                 f"of {phase.steps}, seed {seed}; training stopped and {kept}. Lower the learning "
                 "rate or check the dataset for extreme values."
             )
@@ -455,31 +492,81 @@ def output_folder_problem(out: Path, resume: bool) -> str | None:
     return None
 
 
-def train(config: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True):
+def train(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    coordinator: str | None = None,
+    num_processes: int = 1,
+    process_id: int = 0,
+):
     """Run SPAR end to end and write `results.json`, `metrics.csv`, a plot and checkpoints.
 
-    **Returns:** the results dictionary written to `out/results.json`.
+    With `num_processes > 1`, this call is one of several processes started with
+    the same arguments and their own `process_id`, which meet at `coordinator`
+    (`host:port`) through `jax.distributed`. Each process trains its share of the
+    seeds and writes into `out/process-<id>/`; process 0 gathers every seed's
+    scores into `out/results.json`.
+
+    **Returns:** the results dictionary (every seed's, in every process).
     """
     out = Path(out)
-    problem = output_folder_problem(out, resume)
+    if num_processes > 1:
+        if coordinator is None:
+            raise ValueError(
+                "a multi-process run needs --coordinator HOST:PORT for jax.distributed."
+            )
+        if not 0 <= process_id < num_processes:
+            raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    run_dir = out if num_processes == 1 else out / f"process-{process_id}"
+    problem = output_folder_problem(run_dir, resume)
     if problem:
         raise ValueError(problem)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
-    return Trainer(config, out, progress=progress).run(resume=resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in {out, run_dir}:
+        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    trainer = Trainer(
+        config, run_dir, progress=progress, process_index=process_id, process_count=num_processes
+    )
+    results = trainer.run(resume=resume)
+    if num_processes > 1 and process_id == 0:
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
 
 
 def load_trained(out: str | Path):
-    """Rebuild a finished run's trainer and its final (stacked) Stage II states."""
+    """Rebuild a finished run's trainer and its final Stage II states, stacked over all seeds.
+
+    Works for single- and multi-process runs (the processes' seeds are concatenated).
+    """
     out = Path(out)
     config = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
+    parts = sorted(out.glob("process-*"), key=lambda p: int(p.name.split("-")[1]))
+    folders = parts or [out]
+    states = []
+    for index, folder in enumerate(folders):
+        part = Trainer(
+            config, folder, progress=False, process_index=index, process_count=len(folders)
+        )
+        part.prepare_data()
+        part.build()
+        path = part.ckpt_dir / "stage2.eqx"
+        if not path.exists():
+            raise ValueError(
+                f"{out} holds no finished run ({path} is missing); train it to the end first."
+            )
+        states.append(load_checkpoint(path, part._skeleton(len(part.phases) - 1))[1])
     trainer = Trainer(config, out, progress=False)
     trainer.prepare_data()
     trainer.build()
-    path = trainer.ckpt_dir / "stage2.eqx"
-    if not path.exists():
-        raise ValueError(
-            f"{out} holds no finished run ({path} is missing); train it to the end first."
-        )
-    _, states = load_checkpoint(path, trainer._skeleton(len(trainer.phases) - 1))
-    return trainer, states
+    axes = _seed_axes(states[0])
+    merged = jax.tree_util.tree_map(
+        lambda a, *xs: jnp.concatenate(xs) if a == 0 else xs[0],
+        axes,
+        *states,
+        is_leaf=lambda x: x is None,
+    )
+    return trainer, merged

@@ -15,12 +15,11 @@ class RunLog:
         self.losses = losses or []
         self.evals = evals or []
 
-    def add_losses(self, stage: str, phase: str, step: int, metrics: dict[str, np.ndarray]) -> None:
-        """`metrics[name]` is `(chunk_steps, seeds)`: one row per seed, averaged over the chunk."""
-        num_seeds = next(iter(metrics.values())).shape[1]
-        for seed in range(num_seeds):
+    def add_losses(self, stage, phase, step, seeds, metrics: dict[str, np.ndarray]) -> None:
+        """`metrics[name]` is `(chunk_steps, len(seeds))`: a row per seed, averaged over steps."""
+        for i, seed in enumerate(seeds):
             row = {"stage": stage, "phase": phase, "step": step, "seed": seed}
-            row.update({name: float(np.mean(v[:, seed])) for name, v in sorted(metrics.items())})
+            row.update({name: float(np.mean(v[:, i])) for name, v in sorted(metrics.items())})
             self.losses.append(row)
 
     def add_eval(self, stage, policy, step, seed, mean_return, mean_score) -> None:
