@@ -24,15 +24,10 @@ from pathlib import Path
 import numpy as np
 
 BUDGET = [
-    "--seeds",
-    "3",
-    "--stage1-steps",
-    "20000",
-    "--stage2-steps",
-    "10000",
-    "--eval-episodes",
-    "5",
-]
+    "--seeds", "3", "--stage1-steps", "8000", "--stage2-steps", "4000",
+    "--hidden", "128", "--residual-hidden", "128",
+    "--eval-episodes", "5", "--eval-every", "2000", "--checkpoint-every", "2000",
+]  # fmt: skip
 VARIANTS = ("mlp", "proj")
 
 # Table 1 of the paper, hopper-medium-replay (normalised scores).
