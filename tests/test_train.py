@@ -121,8 +121,8 @@ def test_same_seed_same_results_and_resume_after_sigkill(tmp_path, hopper_file, 
     while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()
     assert latest.exists() and not (out / "results.json").exists()
 
     assert _train(out, hopper_file, "--variant", "proj") == 2  # non-empty folder, no --resume
