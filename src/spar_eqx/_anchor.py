@@ -25,7 +25,12 @@ def init_opt(optimizer: optax.GradientTransformation, model) -> optax.OptState:
 
 
 def apply_grads(optimizer, model, grads, opt_state):
-    updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+    # optax's Adam bias correction computes `decay ** count` (float ** int32), which strict
+    # dtype promotion refuses; the promotion is optax's own and harmless, so allow it here only.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimizer.update(
+            grads, opt_state, eqx.filter(model, eqx.is_inexact_array)
+        )
     return eqx.apply_updates(model, updates), opt_state
 
 

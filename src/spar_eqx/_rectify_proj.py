@@ -69,7 +69,12 @@ def self_imitation_targets(
         guide_critic, obs, anchor.clip(base[:, None, :] + targets), config.lambda_u
     )
     q_base, sigma = robust_q(guide_critic, obs, base, config.lambda_u)
-    adv = normalized_advantage(q_k, q_base[:, None], sigma[:, None])
+    # normalized_advantage is elementwise over one shape: broadcast the per-state terms.
+    adv = normalized_advantage(
+        q_k,
+        jnp.broadcast_to(q_base[:, None], q_k.shape),
+        jnp.broadcast_to(sigma[:, None], q_k.shape),
+    )
     omega = candidate_weights(adv, config.temperature, config.sensitivity, config.filtering)
     return jax.lax.stop_gradient((latents, targets, omega, adv))
 

@@ -55,8 +55,13 @@ def advantage_weights(
     `"hard"` filtering zeroes every sample with `A~ <= 0`.
     """
     _check_modes(sensitivity, filtering, temperature)
+    if not max_weight > 0:
+        raise ValueError(f"max_weight must be positive, got {max_weight}.")
     if sensitivity == "exp":
-        w = jnp.exp(jnp.minimum(advantage / temperature, jnp.log(max_weight)))
+        # exp(log(max_weight)) can round above max_weight in float32: cap after exp too.
+        w = jnp.minimum(
+            jnp.exp(jnp.minimum(advantage / temperature, jnp.log(max_weight))), max_weight
+        )
     else:
         w = jnp.ones_like(advantage)
     if filtering == "hard":
