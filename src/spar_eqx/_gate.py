@@ -29,10 +29,11 @@ def gate(
     `Delta Q_k = Q_rob(s, a_k) - Q_rob(s, a_base)`; accept iff
     `Delta Q_{k*} > eta_abs` and `Delta Q_{k*} / (|Q_rob(s, a_base)| + eps) > eta_rel`
     (eq. 12). When it refuses, the returned action *is* `base_action`, bit for
-    bit. A NaN score never passes (comparisons with NaN are false).
+    bit. A NaN score never passes, and a candidate with a NaN score is never
+    chosen over one with a finite score; a NaN `q_base` refuses every candidate.
     """
     delta = q_candidates - q_base
-    index = jnp.argmax(delta)
+    index = jnp.argmax(jnp.where(jnp.isnan(delta), -jnp.inf, delta))
     best = delta[index]
     accepted = (best > eta_abs) & (best / (jnp.abs(q_base) + eps) > eta_rel)
     action = jnp.where(accepted, candidates[index], base_action)
