@@ -11,27 +11,9 @@ from ._config import AnchorConfig
 from ._ensemble import CriticEnsemble
 from ._losses import bc_loss, bc_nll_loss, expectile_loss
 from ._networks import DeterministicPolicy, TanhGaussianPolicy, ValueNetwork
+from ._optim import apply_grads, init_opt, make_optimizer
 from ._residual import polyak
 from .data._transitions import Transitions
-
-
-def make_optimizer(learning_rate: float, grad_clip: float) -> optax.GradientTransformation:
-    """Adam with global-norm gradient clipping (Table 7)."""
-    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate))
-
-
-def init_opt(optimizer: optax.GradientTransformation, model) -> optax.OptState:
-    return optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-
-
-def apply_grads(optimizer, model, grads, opt_state):
-    # optax's Adam bias correction computes `decay ** count` (float ** int32), which strict
-    # dtype promotion refuses; the promotion is optax's own and harmless, so allow it here only.
-    with jax.numpy_dtype_promotion("standard"):
-        updates, opt_state = optimizer.update(
-            grads, opt_state, eqx.filter(model, eqx.is_inexact_array)
-        )
-    return eqx.apply_updates(model, updates), opt_state
 
 
 class AnchorState(eqx.Module):

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._anchor import apply_grads, init_opt, make_optimizer
 from ._config import ResidualConfig
 from ._losses import value_guidance, weighted_reconstruction
+from ._optim import apply_grads, init_opt, make_optimizer
 from ._rectify_common import FrozenAnchor, data_weights, robust_q
 from ._residual import ResidualMLP
 from .data._transitions import Transitions

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._anchor import apply_grads, init_opt, make_optimizer
 from ._config import ResidualConfig
 from ._losses import value_guidance
+from ._optim import apply_grads, init_opt, make_optimizer
 from ._rectify_common import FrozenAnchor, data_weights, robust_q
 from ._rectify_proj import weighted_elbo
 from ._residual import LatentPolicy, ResidualCVAE

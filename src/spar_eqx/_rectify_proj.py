@@ -7,9 +7,9 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._anchor import apply_grads, init_opt, make_optimizer
 from ._config import ResidualConfig
 from ._losses import gaussian_kl, latent_self_imitation, weighted_reconstruction
+from ._optim import apply_grads, init_opt, make_optimizer
 from ._rectify_common import FrozenAnchor, data_weights, robust_q, robust_q_candidates
 from ._residual import ResidualCVAE, polyak
 from ._weighting import candidate_weights, normalized_advantage

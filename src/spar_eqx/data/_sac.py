@@ -21,6 +21,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._ensemble import CriticEnsemble
 from .._networks import TanhGaussianPolicy
+from .._optim import make_optimizer, optimizer_update, trainable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,18 +175,7 @@ class SACState(eqx.Module):
 
 
 def _optimizer(config: SACConfig) -> optax.GradientTransformation:
-    return optax.adam(config.learning_rate)
-
-
-def _opt_update(opt: optax.GradientTransformation, grads, opt_state, params):
-    # optax's bias correction computes `decay ** count` (float ** int32), which strict dtype
-    # promotion refuses; the promotion is optax's own and harmless, so allow it here only.
-    with jax.numpy_dtype_promotion("standard"):
-        return opt.update(grads, opt_state, params)
-
-
-def _params(module):
-    return eqx.filter(module, eqx.is_inexact_array)
+    return make_optimizer(config.learning_rate)
 
 
 def sac_init(obs_dim: int, act_dim: int, config: SACConfig, key: PRNGKeyArray) -> SACState:
@@ -206,8 +196,8 @@ def sac_init(obs_dim: int, act_dim: int, config: SACConfig, key: PRNGKeyArray) -
         critic=critic,
         target_critic=critic,
         log_alpha=log_alpha,
-        actor_opt_state=opt.init(_params(actor)),
-        critic_opt_state=opt.init(_params(critic)),
+        actor_opt_state=opt.init(trainable(actor)),
+        critic_opt_state=opt.init(trainable(critic)),
         alpha_opt_state=opt.init(log_alpha),
         step=jnp.array(0, jnp.int32),
         config=config,
@@ -256,8 +246,8 @@ def sac_update(
     (critic_loss, q_mean), grads = eqx.filter_value_and_grad(critic_loss_fn, has_aux=True)(
         state.critic
     )
-    updates, critic_opt_state = _opt_update(
-        opt, grads, state.critic_opt_state, _params(state.critic)
+    updates, critic_opt_state = optimizer_update(
+        opt, grads, state.critic_opt_state, trainable(state.critic)
     )
     critic = eqx.apply_updates(state.critic, updates)
 
@@ -269,20 +259,24 @@ def sac_update(
     (actor_loss, log_prob), grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
         state.actor
     )
-    updates, actor_opt_state = _opt_update(opt, grads, state.actor_opt_state, _params(state.actor))
+    updates, actor_opt_state = optimizer_update(
+        opt, grads, state.actor_opt_state, trainable(state.actor)
+    )
     actor = eqx.apply_updates(state.actor, updates)
 
     log_alpha, alpha_opt_state = state.log_alpha, state.alpha_opt_state
     if config.learn_alpha:
         slack = lax.stop_gradient(jnp.mean(log_prob) + state.target_entropy)
         grad = -slack  # d/d(log_alpha) of -log_alpha * slack
-        updates, alpha_opt_state = _opt_update(opt, grad, state.alpha_opt_state, state.log_alpha)
+        updates, alpha_opt_state = optimizer_update(
+            opt, grad, state.alpha_opt_state, state.log_alpha
+        )
         log_alpha = optax.apply_updates(state.log_alpha, updates)
 
     new_target = jax.tree_util.tree_map(
         lambda online, old: config.tau * online + (1.0 - config.tau) * old,
-        _params(critic),
-        _params(state.target_critic),
+        trainable(critic),
+        trainable(state.target_critic),
     )
     target_critic = eqx.combine(new_target, state.target_critic)
 
