@@ -13,7 +13,9 @@ def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8) -> bool:
     xs, ys = jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)
     for a, b in zip(xs, ys, strict=True):
         if eqx.is_array(a):
-            if a.shape != b.shape or not np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol):
+            if a.shape != b.shape:
+                return False
+            if not np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol):
                 return False
         elif a != b:
             return False
