@@ -153,6 +153,16 @@ def test_value_is_the_expectile_of_q_over_data_actions():
     np.testing.assert_allclose(state.policy(s), np.mean(actions, axis=0), atol=3e-2)
 
 
+@pytest.mark.parametrize("critic_expectile", [0.2, 0.8])
+def test_critic_expectile_sets_the_critics_fixed_point(critic_expectile):
+    # One state, one action, terminal rewards 0 and 1 with equal mass: the critics' fixed
+    # point is the critic_expectile-expectile of {0, 1}, which is critic_expectile itself.
+    batch = _one_state_dataset([ACTION, ACTION], [0.0, 1.0], terminal=True)
+    state, _ = _run(_anchor(critic_expectile=critic_expectile), batch)
+    q = state.critic(jnp.asarray(STATE), jnp.asarray(ACTION))
+    np.testing.assert_allclose(q, [critic_expectile] * M, atol=3e-2)
+
+
 def test_training_is_deterministic_and_draws_no_randomness():
     anchor = _anchor()
     batch = _one_state_dataset([ACTION, -ACTION], [1.0, 0.0], terminal=False)

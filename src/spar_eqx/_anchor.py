@@ -95,7 +95,7 @@ class Anchor(eqx.Module):
         def critic_loss(critic):
             q = jax.vmap(critic)(obs, act)  # (batch, members)
             diff = target[:, None] - q
-            per_member = jax.vmap(expectile_loss, in_axes=(1, None))(diff, 0.5)
+            per_member = jax.vmap(expectile_loss, in_axes=(1, None))(diff, c.critic_expectile)
             return 2.0 * jnp.sum(per_member), q
 
         (q_loss, q), grads = eqx.filter_value_and_grad(critic_loss, has_aux=True)(state.critic)

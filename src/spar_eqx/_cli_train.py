@@ -17,6 +17,7 @@ _HYPERPARAMETERS = [
     ("--grad-clip", "anchor.grad_clip", float, "global-norm gradient clip, both stages (1.0)"),
     ("--gamma", "anchor.gamma", float, "discount (0.99)"),
     ("--expectile", "anchor.expectile", float, "Stage I expectile tau for V (0.5; 0.9 AntMaze)"),
+    ("--critic-expectile", "anchor.critic_expectile", float, "expectile of the critic loss (0.5)"),
     ("--q-target", "anchor.q_target", str, "critic bootstrap: 'value' (IQL) or 'policy' (Alg. 1)"),
     ("--base-policy", "anchor.base_policy", str, "'deterministic' or 'gaussian' BC anchor"),
     ("--polyak", "anchor.polyak", float, "target-critic Polyak rate (0.005)"),

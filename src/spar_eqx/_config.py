@@ -25,7 +25,9 @@ def _unit(**values: float) -> None:
 class AnchorConfig:
     """Stage I: the BC anchor and the critic ensemble (Section 3.1, Table 7, C.1.2).
 
-    `expectile` is the paper's tau (0.5, or 0.9 on AntMaze) for `V`. `q_target`
+    `expectile` is the paper's tau (0.5, or 0.9 on AntMaze) for `V`;
+    `critic_expectile` is the expectile of the critics' own loss (Alg. 1 line 7;
+    0.5 is the squared error, which in-sample IQL uses). `q_target`
     picks the bootstrap of the critics: `"value"` is in-sample IQL,
     `y = r + gamma V(s')` (the text of Section 3.1); `"policy"` is Algorithm 1
     line 6, `y = r + gamma mean_i Q'_i(s', pi_base(s'))`.
@@ -39,6 +41,7 @@ class AnchorConfig:
     grad_clip: float = 1.0
     gamma: float = 0.99
     expectile: float = 0.5
+    critic_expectile: float = 0.5
     q_target: Literal["value", "policy"] = "value"
     polyak: float = 0.005
 
@@ -56,8 +59,9 @@ class AnchorConfig:
             )
         _positive(learning_rate=self.learning_rate, grad_clip=self.grad_clip)
         _unit(gamma=self.gamma, polyak=self.polyak)
-        if not 0.0 < self.expectile < 1.0:
-            raise ValueError(f"expectile must lie in (0, 1), got {self.expectile}.")
+        for name in ("expectile", "critic_expectile"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}.")
 
 
 @dataclasses.dataclass(frozen=True)
