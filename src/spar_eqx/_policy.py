@@ -47,9 +47,7 @@ class SPARPolicy(eqx.Module):
     gate_config: GateConfig = eqx.field(static=True)
 
     def __check_init__(self):
-        if isinstance(self.residual, ResidualMLP | PLASResidual | ResidualCVAE) and (
-            self.residual_act_dim != self.base.act_dim
-        ):
+        if self.residual_act_dim != self.base.act_dim:
             raise ValueError(
                 f"the residual acts on {self.residual_act_dim}-d actions but the base policy on "
                 f"{self.base.act_dim}-d ones; build both for the same action space."

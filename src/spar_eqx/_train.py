@@ -63,13 +63,16 @@ class Phase:
 # --------------------------------------------------------------------------- compiled steps
 
 
+def _is_step(path, leaf) -> bool:
+    """Whether `leaf` is a state's `step` counter, which all seeds share."""
+    return eqx.is_array(leaf) and getattr(path[-1], "name", None) == "step"
+
+
 def _seed_axes(tree):
     """vmap axes for a stacked state: 0 on arrays, None on the shared step counter."""
 
     def axis(path, leaf):
-        if not eqx.is_array(leaf) or getattr(path[-1], "name", None) == "step":
-            return None
-        return 0
+        return 0 if eqx.is_array(leaf) and not _is_step(path, leaf) else None
 
     return jax.tree_util.tree_map_with_path(axis, tree)
 
@@ -125,9 +128,7 @@ def _unshared_step(states):
     """Seeds share one step counter: drop its seed axis."""
 
     def fix(path, leaf):
-        if eqx.is_array(leaf) and getattr(path[-1], "name", None) == "step":
-            return leaf.reshape(-1)[0]
-        return leaf
+        return leaf.reshape(-1)[0] if _is_step(path, leaf) else leaf
 
     return jax.tree_util.tree_map_with_path(fix, states)
 
@@ -544,6 +545,9 @@ def load_trained(out: str | Path):
     """
     out = Path(out)
     config = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
+    trainer = Trainer(config, out, progress=False)
+    trainer.prepare_data()
+    trainer.build()
     parts = sorted(out.glob("process-*"), key=lambda p: int(p.name.split("-")[1]))
     folders = parts or [out]
     states = []
@@ -551,7 +555,7 @@ def load_trained(out: str | Path):
         part = Trainer(
             config, folder, progress=False, process_index=index, process_count=len(folders)
         )
-        part.prepare_data()
+        part.obs_dim, part.act_dim = trainer.obs_dim, trainer.act_dim  # the data, loaded once
         part.build()
         path = part.ckpt_dir / "stage2.eqx"
         if not path.exists():
@@ -559,9 +563,6 @@ def load_trained(out: str | Path):
                 f"{out} holds no finished run ({path} is missing); train it to the end first."
             )
         states.append(load_checkpoint(path, part._skeleton(len(part.phases) - 1))[1])
-    trainer = Trainer(config, out, progress=False)
-    trainer.prepare_data()
-    trainer.build()
     axes = _seed_axes(states[0])
     merged = jax.tree_util.tree_map(
         lambda a, *xs: jnp.concatenate(xs) if a == 0 else xs[0],
