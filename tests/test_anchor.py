@@ -120,7 +120,9 @@ def test_one_state_one_action_probe(base_policy, q_target, terminal):
     # Reward 1 at one state with one action. Terminal: Q = V = 1. Not terminal (the episode
     # times out, which must not stop bootstrapping) with s' = s: Q = V = r / (1 - gamma) = 2,
     # bootstrapping from V(s') ("value") or from the critics at pi_base(s') ("policy").
-    anchor = _anchor(base_policy=base_policy, q_target=q_target)
+    # With q_target="policy" V is unused, so its expectile must stay at the default.
+    unused_v = {"expectile": 0.5} if q_target == "policy" else {}
+    anchor = _anchor(base_policy=base_policy, q_target=q_target, **unused_v)
     state, metrics = _run(anchor, _one_state_dataset([ACTION], [1.0], terminal))
     expected = 1.0 if terminal else 1.0 / (1.0 - GAMMA)
     s, a = jnp.asarray(STATE), jnp.asarray(ACTION)
@@ -215,4 +217,21 @@ def test_config_validation(overrides, match):
     for name, value in overrides.items():
         object.__setattr__(config, name, value)  # bypass the frozen dataclass
     with pytest.raises(ValueError, match=match):
-        config.__post_init__()
+        config.__check_init__()
+
+
+def test_value_expectile_without_a_value_network_is_refused():
+    # q_target="policy" bootstraps from the critics: a V expectile would silently do nothing.
+    with pytest.raises(ValueError, match="critic_expectile"):
+        AnchorConfig(q_target="policy", expectile=0.9)
+    AnchorConfig(q_target="policy", critic_expectile=0.9)  # Stage I's tau on the critics
+
+
+def test_antmaze_preset_puts_its_tau_where_the_bootstrap_uses_it():
+    from spar_eqx import RunConfig
+
+    value = RunConfig().with_preset("antmaze-umaze-diverse").hyperparameters.anchor
+    assert (value.expectile, value.critic_expectile) == (0.9, 0.5)
+    policy_run = RunConfig().with_overrides({"anchor.q_target": "policy"})
+    policy = policy_run.with_preset("antmaze-umaze-diverse").hyperparameters.anchor
+    assert (policy.expectile, policy.critic_expectile) == (0.5, 0.9)

@@ -29,8 +29,8 @@ from spar_eqx import (
     critic_subsets,
     polyak,
 )
+from spar_eqx._learners.rectify_proj import self_imitation_targets, weighted_elbo
 from spar_eqx._losses import latent_self_imitation
-from spar_eqx._rectify_proj import self_imitation_targets, weighted_elbo
 from spar_eqx.data._transitions import Transitions
 
 from .helpers import tree_equal_bits
@@ -251,7 +251,7 @@ def test_mlp_without_guidance_converges_to_the_weighted_mean_residual():
     expected = (w[:, None] * offsets).sum(0) / w.sum()
 
     learner = _learner(config)
-    state = learner.init(_anchor(), jr.key(0))
+    state = learner.init(jr.key(0), _anchor())
     assert isinstance(state, MLPState)
     state, metrics = _chunk(learner, "update", STEPS, _checks_mlp)(state, batch, jr.key(1))
     residual = np.asarray(state.residual(jnp.asarray(STATE), jnp.asarray(base, jnp.float32)))
@@ -265,7 +265,7 @@ def _mlp_guide_run(seed=1):
     # Every data action is worse than a_base, so hard filtering zeroes the fit term.
     learner = _learner(_config("mlp", lambda_g=1.0))
     batch = _batch(np.array([[-0.3, -0.2], [-0.1, -0.4]]))
-    state = learner.init(_anchor(), jr.key(0))
+    state = learner.init(jr.key(0), _anchor())
     return (
         learner,
         batch,
@@ -290,7 +290,7 @@ def test_mlp_guidance_ascends_the_guide_critics_to_the_action_bound():
 def test_mlp_loss_gradient_never_reaches_the_base_policy_or_the_weights():
     learner = _learner(_config("mlp", lambda_g=1.0))
     batch = _batch(np.array([[0.3, 0.1], [-0.2, 0.1], [0.2, -0.3]]))
-    state = learner.init(_anchor(), jr.key(0))
+    state = learner.init(jr.key(0), _anchor())
     grads = _loss_grad(learner, "update", _ANCHOR)(state, batch, jr.key(0))
     # a_base = pi_base(s) is a constant of the loss: no gradient into the base policy.
     assert _all_zero(grads.policy)
@@ -335,7 +335,7 @@ def test_self_imitation_pulls_the_decoder_shift_towards_the_weighted_combination
     # is 2 E_s[sum_k omega_k dec(z_k) - sum_k omega_k delta_k]: a uniform shift of the decoder
     # is pulled from its omega-weighted output to the weighted candidate combination.
     config = _config("proj", temperature=0.3)
-    state = _learner(config).init(_anchor(), jr.key(0))
+    state = _learner(config).init(jr.key(0), _anchor())
     target = _shift_decoder(state.cvae, [0.4, 0.2])
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(BATCH, OBS)), jnp.float32)
     omega, grad, expected = _self_imitation_pull(
@@ -366,7 +366,7 @@ def _proj_probe(shift, seed=1):
     """(initial state, final state, metrics) of STEPS updates from a target decoder that is
     the online one shifted by `shift`."""
     learner = _proj_probe_learner()
-    state = learner.init(_anchor(), jr.key(0))
+    state = learner.init(jr.key(0), _anchor())
     assert isinstance(state, PROJState) and tree_equal_bits(state.cvae, state.target_cvae)
     state = eqx.tree_at(lambda s: s.target_cvae, state, _shift_decoder(state.cvae, shift))
     run = _chunk(learner, "update", STEPS, _checks_proj)
@@ -424,7 +424,7 @@ def test_proj_loss_gradient_never_reaches_the_anchor_or_the_target(elbo):
     # trivially 0): a_base, the weights, the candidates, omega and the target all carry no
     # gradient, with and without the weighted ELBO.
     learner = _learner(_config("proj")) if elbo else _proj_probe_learner()
-    state = learner.init(_anchor(), jr.key(0))
+    state = learner.init(jr.key(0), _anchor())
     state = eqx.tree_at(lambda s: s.target_cvae, state, _shift_decoder(state.cvae, [0.6, 0.6]))
     batch = _batch(np.array([[0.3, 0.1], [-0.2, 0.1], [0.2, -0.3]]))
     anchor_grads, target_grads = _loss_grad(learner, "update", _ANCHOR_AND_TARGET)(
@@ -446,7 +446,7 @@ def _elbo_parts(cvae, obs, base, residual, weights, scales, config, key):
 
 def test_kl_is_never_weighted():
     config = _config("proj")
-    cvae = _learner(config).init(_anchor(), jr.key(0)).cvae
+    cvae = _learner(config).init(jr.key(0), _anchor()).cvae
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.normal(size=(BATCH, OBS)), jnp.float32)
     base = jnp.asarray(rng.uniform(-0.5, 0.5, size=(BATCH, ACT)), jnp.float32)
@@ -495,20 +495,22 @@ def _identity_decoder(cvae):
 def test_plas_phases():
     learner = _learner(_config("plas", plas_vae_fraction=0.3))
     phases = learner.phases(100)
-    assert [name for name, _, _ in phases] == ["cvae", "latent"]
-    assert [steps for _, _, steps in phases] == [30, 70]
-    assert [fn for _, fn, _ in phases] == [learner.update_vae, learner.update_latent]
-    assert sum(steps for _, _, steps in learner.phases(1)) == 1
+    assert [p.name for p in phases] == ["cvae", "latent"]
+    assert [p.steps for p in phases] == [30, 70]
+    assert [p.update for p in phases] == [learner.update_vae, learner.update_latent]
+    # The CVAE phase trains no deployable latent policy: no periodic evaluation there.
+    assert [p.evaluate for p in phases] == [False, True]
+    assert sum(p.steps for p in learner.phases(1)) == 1
     for variant in ("mlp", "proj"):
-        ((name, fn, steps),) = _learner(_config(variant)).phases(100)
-        assert steps == 100 and fn == _learner(_config(variant)).update
+        (phase,) = _learner(_config(variant)).phases(100)
+        assert phase.steps == 100 and phase.update == _learner(_config(variant)).update
 
 
 def test_plas_latent_phase_reaches_the_best_action_through_a_frozen_decoder():
     # With dec(s, a_base, z) = z, the latent policy ascends Q_rob(s, clip(a_base + z)), whose
     # maximum over the box is the corner (1, 1); the CVAE itself must not move.
     learner = _learner(_config("plas", lambda_g=1.0))
-    state = learner.init(_anchor(), jr.key(0))
+    state = learner.init(jr.key(0), _anchor())
     assert isinstance(state, PLASState)
     state = eqx.tree_at(lambda s: s.cvae, state, _identity_decoder(state.cvae))
     batch = _batch(np.zeros((1, ACT)))
@@ -534,7 +536,7 @@ def test_plas_latent_phase_reaches_the_best_action_through_a_frozen_decoder():
 def test_plas_cvae_phase_trains_only_the_cvae():
     learner = _learner(_config("plas", lambda_g=1.0))
     batch = _batch(np.array([[0.3, 0.1], [-0.2, 0.1], [0.2, -0.3]]))
-    state = learner.init(_anchor(), jr.key(0))
+    state = learner.init(jr.key(0), _anchor())
     new, metrics = _chunk(learner, "update_vae", 2, _checks_plas)(state, batch, jr.key(1))
     # Every step: the CVAE trains; the latent policy (and its optimiser state) and the anchor
     # stay as they are.
@@ -591,7 +593,7 @@ def test_residual_config_validation(overrides, match):
     for name, value in overrides.items():
         object.__setattr__(config, name, value)  # bypass the frozen dataclass
     with pytest.raises(ValueError, match=match):
-        config.__post_init__()
+        config.__check_init__()
 
 
 @pytest.mark.parametrize(

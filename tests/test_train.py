@@ -68,14 +68,15 @@ def test_train_writes_results_metrics_plot_and_checkpoints(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
     assert results["env_id"] == "Hopper-v5" and results["variant"] == "proj"
     assert results["seeds"] == [0, 1]
-    assert (results["stage1_steps"], results["stage2_steps"]) == (40, 40)
+    assert results["algo"] == "spar" and results["label"] == "SPAR-PROJ"
+    assert results["steps"] == {"stage1": 40, "stage2": 40}
     for key in ("scores", "returns"):
         assert set(results[key]) == {"base", "spar", "spar_no_gate"}
         for values in results[key].values():
             assert len(values) == 2 and np.all(np.isfinite(values))
-    assert len(results["gate_acceptance"]) == 2
-    assert all(0.0 <= a <= 1.0 for a in results["gate_acceptance"])
-    assert results["config"]["residual"]["num_candidates"] == 4
+    acceptance = results["diagnostics"]["gate_acceptance"]
+    assert len(acceptance) == 2 and all(0.0 <= a <= 1.0 for a in acceptance)
+    assert results["config"]["hyperparameters"]["residual"]["num_candidates"] == 4
     assert results["wall_clock_seconds"] > 0
     header = (finished_run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"stage", "phase", "step", "seed", "bc_loss", "q_loss", "recon_loss", "score"} <= set(
@@ -132,7 +133,7 @@ def test_same_seed_same_results_and_resume_after_sigkill(tmp_path, hopper_file, 
     assert resumed == reference
     a = json.loads((out / "results.json").read_text())
     b = json.loads((finished_run / "results.json").read_text())
-    assert a["scores"] == b["scores"] and a["gate_acceptance"] == b["gate_acceptance"]
+    assert a["scores"] == b["scores"] and a["diagnostics"] == b["diagnostics"]
 
 
 def test_seeds_shard_over_two_host_devices(tmp_path, hopper_file):
@@ -174,7 +175,7 @@ def test_nan_loss_stops_with_stage_and_step(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 3, err
-    assert "Stage I" in err and "step" in err
+    assert "stage1" in err and "step" in err
     assert not (out / "results.json").exists()
 
 

@@ -6,14 +6,15 @@ and `spar_eqx.data` are namespaces of their own.
 
 import importlib.metadata
 
-from ._anchor import Anchor as Anchor, AnchorState as AnchorState
 from ._config import (
     AnchorConfig as AnchorConfig,
     GateConfig as GateConfig,
     ResidualConfig as ResidualConfig,
+    SPARConfig as SPARConfig,
     critic_subsets as critic_subsets,
 )
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
+from ._errors import TrainingError as TrainingError, UserError as UserError
 from ._evaluation import (
     BatchPolicy as BatchPolicy,
     EvaluationResult as EvaluationResult,
@@ -22,6 +23,12 @@ from ._evaluation import (
     make_env as make_env,
 )
 from ._gate import GateDecision as GateDecision, gate as gate
+from ._learner import Learner as Learner, Phase as Phase, TrainingBatch as TrainingBatch
+from ._learners.anchor import Anchor as Anchor, AnchorState as AnchorState
+from ._learners.rectify_common import FrozenAnchor as FrozenAnchor, Rectifier as Rectifier
+from ._learners.rectify_mlp import MLPState as MLPState, RectifyMLP as RectifyMLP
+from ._learners.rectify_plas import PLASState as PLASState, RectifyPLAS as RectifyPLAS
+from ._learners.rectify_proj import PROJState as PROJState, RectifyPROJ as RectifyPROJ
 from ._losses import (
     bc_loss as bc_loss,
     bc_nll_loss as bc_nll_loss,
@@ -44,10 +51,6 @@ from ._policy import (
     SPARPolicy as SPARPolicy,
 )
 from ._presets import PRESETS as PRESETS, preset_overrides as preset_overrides
-from ._rectify_common import FrozenAnchor as FrozenAnchor
-from ._rectify_mlp import MLPState as MLPState, RectifyMLP as RectifyMLP
-from ._rectify_plas import PLASState as PLASState, RectifyPLAS as RectifyPLAS
-from ._rectify_proj import PROJState as PROJState, RectifyPROJ as RectifyPROJ
 from ._residual import (
     LatentPolicy as LatentPolicy,
     ResidualCVAE as ResidualCVAE,
@@ -60,7 +63,7 @@ from ._scores import (
     normalized_score as normalized_score,
     reference_scores as reference_scores,
 )
-from ._train import TrainingError as TrainingError, load_trained as load_trained, train as train
+from ._train import load_trained as load_trained, train as train
 from ._weighting import (
     advantage_weights as advantage_weights,
     candidate_weights as candidate_weights,

@@ -3,23 +3,36 @@
 import argparse
 import sys
 
-
-class UserError(Exception):
-    """A problem with what the user asked for: printed as one message, exit code 2."""
+from ._errors import TrainingError, UserError
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _algo_of(argv: list[str]) -> str:
+    """The `--algo` of a `train` command line (default `spar`), read before the full parse."""
+    if not argv or argv[0] != "train":
+        return "spar"
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", default="spar")
+    known, _ = pre.parse_known_args(argv[1:])
+    return known.algo
+
+
+def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spar-eqx",
-        description="SPAR (Support-Preserving Action Rectification) for offline RL.",
+        description="SPAR (Support-Preserving Action Rectification) and offline-RL baselines.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     from . import _cli_train
     from .data import _collect
 
-    train = sub.add_parser("train", help="train SPAR (Stages I-III) and evaluate it")
-    _cli_train.add_train_arguments(train)
+    train = sub.add_parser(
+        "train",
+        help="train SPAR or a baseline (--algo) and evaluate it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_cli_train.algorithms_epilog(),
+    )
+    _cli_train.add_train_arguments(train, algo)
     train.set_defaults(run=_cli_train.run_train)
 
     evaluate = sub.add_parser("evaluate", help="re-evaluate a finished run")
@@ -35,10 +48,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ._train import TrainingError
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from . import _cli_train
+    from ._registry import ALGORITHMS
 
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    algo = _algo_of(argv)
+    if algo not in ALGORITHMS:
+        print(
+            f"spar-eqx train: error: unknown --algo {algo!r}; choose one of: "
+            f"{', '.join(ALGORITHMS)}.",
+            file=sys.stderr,
+        )
+        return 2
+    parser = _build_parser(algo)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(_cli_train.unknown_flags_message(extra, algo, args.command))
     try:
         return int(args.run(args) or 0)
     except UserError as error:

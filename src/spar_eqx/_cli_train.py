@@ -1,125 +1,180 @@
-"""`spar-eqx train` and `spar-eqx evaluate`."""
+"""`spar-eqx train` and `spar-eqx evaluate`, generated from the algorithm registry.
+
+Each algorithm's hyperparameter flags come from its config's `hyper` fields, so a new
+algorithm needs no line here.
+"""
 
 import argparse
 import json
 from pathlib import Path
 
-from ._config import VARIANTS
+from ._errors import UserError
 from ._presets import PRESETS
-from ._run_config import RunConfig
+from ._registry import ALGORITHMS
+from ._run_config import RunConfig, flag_table, sweep_names
 
-# (flag, config path, type, help): every hyperparameter of Tables 7 and 8.
-_HYPERPARAMETERS = [
-    ("--critics", "anchor.num_critics", int, "critic ensemble size M (10)"),
-    ("--hidden", "anchor.width", int, "hidden width of policy, critics and V (256)"),
-    ("--layers", "anchor.depth", int, "hidden layers of policy, critics and V (2)"),
-    ("--lr", "anchor.learning_rate", float, "Stage I Adam learning rate (3e-4)"),
-    ("--grad-clip", "anchor.grad_clip", float, "global-norm gradient clip, both stages (1.0)"),
-    ("--gamma", "anchor.gamma", float, "discount (0.99)"),
-    ("--expectile", "anchor.expectile", float, "Stage I expectile tau for V (0.5; 0.9 AntMaze)"),
-    ("--critic-expectile", "anchor.critic_expectile", float, "expectile of the critic loss (0.5)"),
-    ("--q-target", "anchor.q_target", str, "critic bootstrap: 'value' (IQL) or 'policy' (Alg. 1)"),
-    ("--base-policy", "anchor.base_policy", str, "'deterministic' or 'gaussian' BC anchor"),
-    ("--polyak", "anchor.polyak", float, "target-critic Polyak rate (0.005)"),
-    ("--lambda-u", "residual.lambda_u", float, "uncertainty weight in Q_rob, Stages II and III"),
-    ("--lambda-g", "residual.lambda_g", float, "guidance weight lambda_g (0.5)"),
-    ("--temperature", "residual.temperature", float, "weight temperature T (1.0)"),
-    ("--weighting", "residual.sensitivity", str, "'exp' or 'uniform' weights"),
-    ("--filter", "residual.filtering", str, "'hard' or 'soft' filtering"),
-    ("--max-weight", "residual.max_weight", float, "cap on exp weights (100)"),
-    ("--data-critics", "residual.data_critics", int, "critics for the data weights (4)"),
-    ("--guide-critics", "residual.guide_critics", int, "critics for the guidance (4)"),
-    ("--residual-lr", "residual.learning_rate", float, "Stage II Adam learning rate (3e-4)"),
-    ("--residual-hidden", "residual.width", int, "hidden width of residual models (256)"),
-    ("--residual-layers", "residual.mlp_depth", int, "hidden layers of SPAR-MLP's residual (2)"),
-    ("--cvae-layers", "residual.cvae_depth", int, "hidden layers of encoder and decoder (3)"),
-    ("--latent-dim", "residual.latent_dim", int, "CVAE latent dimension (16)"),
-    ("--kl-weight", "residual.kl_weight", float, "CVAE KL weight beta (0.5)"),
-    ("--recon-weight", "residual.recon_weight", float, "CVAE reconstruction weight (1.0)"),
-    ("--candidates", "residual.num_candidates", int, "SPAR-PROJ latent candidates K (64)"),
-    ("--projection-period", "residual.projection_period", int, "steps between projections (10)"),
-    ("--target-tau", "residual.target_tau", float, "EMA rate of the target CVAE (0.005)"),
-    ("--latent-layers", "residual.latent_policy_depth", int, "SPAR-PLAS latent policy layers (2)"),
-    ("--max-latent", "residual.max_latent", float, "SPAR-PLAS latent bound (2.0)"),
-    ("--plas-vae-fraction", "residual.plas_vae_fraction", float, "SPAR-PLAS CVAE share (0.5)"),
-    ("--gate-candidates", "gate.num_candidates", int, "Stage III candidates K (10)"),
-    ("--gate-critics", "gate.gate_critics", int, "critics for the gate (4)"),
-    ("--eta-abs", "gate.eta_abs", float, "gate absolute threshold (1e-4)"),
-    ("--eta-rel", "gate.eta_rel", float, "gate relative threshold (0.01)"),
-    ("--gate-eps", "gate.eps", float, "epsilon of the relative threshold (1e-6)"),
-    ("--reward-transform", "reward_transform", str, "'none', 'locomotion' or 'antmaze'"),
+# Run-level options: (flag, RunConfig field, type, help).
+_RUN_OPTIONS = [
+    ("--reward-transform", "reward_transform", str, "'none', 'locomotion' or 'antmaze' "
+     "(default: the algorithm's convention)"),
     ("--eval-max-episode-steps", "eval_max_episode_steps", int, "cap on evaluation episodes"),
     ("--log-every", "log_every", int, "updates per compiled call and log row (1000)"),
     ("--checkpoint-every", "checkpoint_every", int, "updates between checkpoints (5000)"),
-]
+]  # fmt: skip
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+def _dest(flag: str) -> str:
+    return "hp_" + flag.lstrip("-").replace("-", "_")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "on", "yes", "1"):
+        return True
+    if text.lower() in ("false", "off", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _budget_flags(algo: str) -> list[tuple[str, str]]:
+    """`(flag, stage)` for each stage's step budget: `--steps`, or `--<stage>-steps`."""
+    stages = ALGORITHMS[algo].stages
+    if len(stages) == 1:
+        return [("--steps", stages[0])]
+    return [(f"--{stage}-steps", stage) for stage in stages]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> None:
+    """The `train` options: common ones, then `algo`'s budgets and hyperparameters."""
+    parser.add_argument(
+        "--algo", default="spar", choices=tuple(ALGORITHMS),
+        help="the algorithm to train (default: spar); see the list below",
+    )  # fmt: skip
     parser.add_argument(
         "--dataset", default="default", help="Minari id, folder, D4RL HDF5 file, or 'default'"
     )
     parser.add_argument("--env", dest="env_id", help="environment id (default: the dataset's)")
-    parser.add_argument("--variant", choices=VARIANTS, help="Stage II residual (default: mlp)")
-    parser.add_argument("--preset", choices=PRESETS, help="the paper's per-task settings (Table 8)")
+    if algo == "spar":
+        parser.add_argument(
+            "--preset", choices=PRESETS, help="the paper's per-task settings (Table 8)"
+        )
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder (empty, or --resume)"
     )
-    parser.add_argument("--stage1-steps", type=int, default=1_000_000)
-    parser.add_argument("--stage2-steps", type=int, default=1_000_000)
+    for flag, stage in _budget_flags(algo):
+        parser.add_argument(
+            flag, type=int, default=1_000_000, dest=f"steps_{stage}",
+            help=f"updates of {stage} (default 1,000,000)",
+        )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="run seeds 0..K-1 together")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+        help="a grid of a float hyperparameter, trained with the seeds in one compile "
+        "(repeat for a product grid); NAME is a flag without its dashes, e.g. lambda_g",
+    )  # fmt: skip
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per seed")
     parser.add_argument(
         "--eval-every", type=int, default=0, help="updates between evaluations (0: stage ends)"
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    for flag, field, kind, text in _RUN_OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, help=text, dest=f"run_{field}")
     dist = parser.add_argument_group("several processes (jax.distributed; seeds split evenly)")
     dist.add_argument("--coordinator", help="HOST:PORT of process 0, the same for every process")
     dist.add_argument("--num-processes", type=int, default=1, help="processes in the run (1)")
     dist.add_argument("--process-id", type=int, default=0, help="this process's index (0)")
-    group = parser.add_argument_group("hyperparameters (Tables 7 and 8)")
-    for flag, path, kind, text in _HYPERPARAMETERS:
+    entry = ALGORITHMS[algo]
+    group = parser.add_argument_group(
+        f"hyperparameters of --algo {algo} ({entry.summary}); "
+        f"floats marked * can be given to --sweep"
+    )
+    sweepable = set(sweep_names(algo))
+    for flag, fields in flag_table(algo).items():
+        first = fields[0]
+        kind = _bool if first.kind is bool else first.kind
+        star = "*" if flag.lstrip("-").replace("-", "_") in sweepable else ""
         group.add_argument(
             flag,
             type=kind,
             default=None,
-            help=text,
-            dest=path.replace(".", "__"),
-            metavar=kind.__name__.upper(),
+            choices=first.choices,
+            help=f"{first.help} (default: {first.default}){star}",
+            dest=_dest(flag),
+            metavar=None if first.choices else first.kind.__name__.upper(),
         )
+
+
+def algorithms_epilog() -> str:
+    """The list of algorithms and their flags, for `train --help`."""
+    lines = ["algorithms (spar-eqx train --algo NAME --help shows NAME's flags and defaults):"]
+    for name, entry in ALGORITHMS.items():
+        budgets = " ".join(flag for flag, _ in _budget_flags(name))
+        lines.append(f"  {name:<8} {entry.summary}")
+        lines.append(f"  {'':<8} budget: {budgets}; flags: {' '.join(flag_table(name))}")
+    return "\n".join(lines)
+
+
+def unknown_flags_message(extra: list[str], algo: str, command: str) -> str:
+    """Why `extra` was refused: another algorithm's flag, or no flag at all."""
+    flags = [x.split("=", 1)[0] for x in extra if x.startswith("--")]
+    for flag in flags:
+        owners = [name for name in ALGORITHMS if name != algo and flag in flag_table(name)] + [
+            name for name in ALGORITHMS if name != algo and flag in dict(_budget_flags(name))
+        ]
+        if owners and command == "train":
+            return (
+                f"{flag} is not an option of --algo {algo} (it belongs to "
+                f"{', '.join(sorted(set(owners)))}); see spar-eqx train --algo {algo} --help."
+            )
+    return f"unrecognized arguments: {' '.join(extra)}"
+
+
+def _parse_sweep(items: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    sweep = []
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise UserError(f"--sweep {item!r}: expected NAME=V1,V2,... (e.g. lambda_g=0.1,0.5).")
+        try:
+            parsed = tuple(float(v) for v in values.split(","))
+        except ValueError as error:
+            raise UserError(f"--sweep {item!r}: every value must be a number ({error}).") from None
+        sweep.append((name, parsed))
+    return tuple(sweep)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Defaults, then the preset, then every flag given explicitly."""
+    algo = args.algo
+    run = {
+        field: getattr(args, f"run_{field}")
+        for _, field, _, _ in _RUN_OPTIONS
+        if getattr(args, f"run_{field}") is not None
+    }
+    schedule = {k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run}
     config = RunConfig(
+        algo=algo,
+        steps=tuple(getattr(args, f"steps_{stage}") for stage in ALGORITHMS[algo].stages),
         dataset=args.dataset,
         env_id=args.env_id,
         seeds=args.seeds,
-        stage1_steps=args.stage1_steps,
-        stage2_steps=args.stage2_steps,
-        batch_size=args.batch_size,
         eval_episodes=args.eval_episodes,
         eval_every=args.eval_every,
+        **schedule,
     )
-    if args.preset:
-        config = config.with_preset(args.preset)
     overrides = {}
-    for _, path, _, _ in _HYPERPARAMETERS:
-        value = getattr(args, path.replace(".", "__"))
+    for flag, fields in flag_table(algo).items():
+        value = getattr(args, _dest(flag))
         if value is not None:
-            overrides[path] = value
-    if args.variant:
-        overrides["residual.variant"] = args.variant
-    if "residual.lambda_u" in overrides:  # one uncertainty weight for Stages II and III
-        overrides["gate.lambda_u"] = overrides["residual.lambda_u"]
-    if "anchor.grad_clip" in overrides:  # one gradient clip for both stages (Table 7)
-        overrides["residual.grad_clip"] = overrides["anchor.grad_clip"]
-    return config.with_overrides(overrides)
+            overrides.update({h.path: value for h in fields})
+    if getattr(args, "preset", None):
+        # The preset needs the critic bootstrap the flags ask for (its tau goes with it).
+        q_target = overrides.get("anchor.q_target", config.hyperparameters.anchor.q_target)
+        config = config.with_overrides({"anchor.q_target": q_target}).with_preset(args.preset)
+    return config.with_overrides({**overrides, **run, "sweep": _parse_sweep(args.sweep)})
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ._cli import UserError
     from ._train import train
 
     try:
@@ -135,7 +190,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
     except ValueError as error:  # bad options, datasets and folders: DatasetError included
         raise UserError(str(error)) from error
-    _print_summary(results)
+    print_summary(results)
     return 0
 
 
@@ -148,44 +203,44 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from ._cli import UserError
     from ._train import load_trained
 
+    if args.episodes is not None and args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
     try:
         trainer, states = load_trained(args.run_dir)
     except (ValueError, FileNotFoundError) as error:
         raise UserError(str(error)) from error
-    if args.episodes is not None:
-        if args.episodes < 1:
-            raise UserError(f"--episodes must be at least 1, got {args.episodes}")
-        trainer.config = dataclasses.replace(trainer.config, eval_episodes=args.episodes)
-    policies = trainer._policies(states)
-    evaluated = trainer.evaluate_policies(policies, seed=args.seed)
+    record, _ = trainer.final_record(states, seed=args.seed, episodes=args.episodes)
     results = {
         "run": str(args.run_dir),
+        "algo": trainer.config.algo,
         "seed": args.seed,
-        "episodes_per_seed": trainer.config.eval_episodes,
-        "scores": {
-            k: None if s is None else [float(x) for x in s] for k, (_, s) in evaluated.items()
-        },
-        "returns": {k: [float(x) for x in r] for k, (r, _) in evaluated.items()},
-        "gate_acceptance": trainer.gate_acceptance(policies["spar"]),
+        "episodes_per_seed": args.episodes or trainer.config.eval_episodes,
+        **record,
     }
+    print_summary(results)
     (args.run_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
-    _print_summary(results)
     return 0
 
 
-def _print_summary(results: dict) -> None:
+def print_summary(results: dict) -> None:
+    """Per policy (and grid point): mean, std and per-seed scores, then the diagnostics."""
+    points = results.get("sweep") or [{"params": None, **results}]
+    for point in points:
+        if point["params"] is not None:
+            print("grid point " + ", ".join(f"{k}={v:g}" for k, v in point["params"].items()))
+        _print_point(point)
+
+
+def _print_point(record: dict) -> None:
     import numpy as np
 
-    kind = "scores" if all(v is not None for v in results["scores"].values()) else "returns"
+    kind = "scores" if all(v is not None for v in record["scores"].values()) else "returns"
     print(f"{'policy':<14}{'mean':>10}{'std':>10}   per seed ({kind})")
-    for name, values in results[kind].items():
+    for name, values in record[kind].items():
         values = np.asarray(values)
         per_seed = " ".join(f"{v:.1f}" for v in values)
         print(f"{name:<14}{values.mean():>10.1f}{values.std():>10.1f}   {per_seed}")
-    acceptance = np.asarray(results["gate_acceptance"])
-    print(f"gate acceptance: {acceptance.mean():.3f}")
+    for name, values in record.get("diagnostics", {}).items():
+        print(f"{name.replace('_', ' ')}: {np.mean(values):.3f}")

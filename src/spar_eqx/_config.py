@@ -1,163 +1,208 @@
-"""Frozen configurations for the three stages, with the paper's defaults (Tables 7 and 8)."""
+"""SPAR's configurations, with the paper's defaults (Tables 7 and 8).
 
-import dataclasses
+Each is an `eqx.Module` built from `hyper(...)` fields: float hyperparameters are
+leaves (a sweep vmaps them like seeds), while sizes, counts and modes are static.
+Invariants are checked in `__check_init__` on the Python values a user gives.
+"""
+
 from typing import Literal
 
+import equinox as eqx
+
+from ._hyper import (
+    Scalar,
+    check_choice,
+    check_count,
+    check_non_negative,
+    check_open_unit,
+    check_positive,
+    check_unit,
+    hyper,
+)
 from ._weighting import FILTERINGS, SENSITIVITIES
 
 Variant = Literal["mlp", "proj", "plas"]
 VARIANTS = ("mlp", "proj", "plas")
 
 
-def _positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}.")
-
-
-def _unit(**values: float) -> None:
-    for name, value in values.items():
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {value}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class AnchorConfig:
+class AnchorConfig(eqx.Module):
     """Stage I: the BC anchor and the critic ensemble (Section 3.1, Table 7, C.1.2).
 
     `expectile` is the paper's tau (0.5, or 0.9 on AntMaze) for `V`;
     `critic_expectile` is the expectile of the critics' own loss (Alg. 1 line 7;
-    0.5 is the squared error, which in-sample IQL uses). `q_target`
-    picks the bootstrap of the critics: `"value"` is in-sample IQL,
-    `y = r + gamma V(s')` (the text of Section 3.1); `"policy"` is Algorithm 1
-    line 6, `y = r + gamma mean_i Q'_i(s', pi_base(s'))`.
+    0.5 is the squared error, which in-sample IQL uses). `q_target` picks the bootstrap
+    of the critics: `"value"` is in-sample IQL, `y = r + gamma V(s')` (the text of
+    Section 3.1); `"policy"` is Algorithm 1 line 6,
+    `y = r + gamma mean_i Q'_i(s', pi_base(s'))`. With `"policy"` the value network
+    is not used, so `expectile` must stay 0.5: Stage I's tau then belongs on
+    `critic_expectile`.
+
+    **Fields** (flag, default, source):
+
+    - `base_policy` (`--base-policy`, `"deterministic"`; `"gaussian"` for Adroit and AntMaze,
+      Table 8)
+    - `num_critics` (`--critics`, 10, Table 7)
+    - `width`, `depth` (`--hidden` 256, `--layers` 2, Table 7)
+    - `learning_rate` (`--lr`, 3e-4), `grad_clip` (`--grad-clip`, 1.0), `gamma` (`--gamma`,
+      0.99): Table 7
+    - `expectile` (`--expectile`, 0.5; 0.9 on AntMaze), `critic_expectile`
+      (`--critic-expectile`, 0.5)
+    - `q_target` (`--q-target`, `"value"`), `polyak` (`--polyak`, 0.005)
     """
 
-    base_policy: Literal["deterministic", "gaussian"] = "deterministic"
-    num_critics: int = 10
-    width: int = 256
-    depth: int = 2
-    learning_rate: float = 3e-4
-    grad_clip: float = 1.0
-    gamma: float = 0.99
-    expectile: float = 0.5
-    critic_expectile: float = 0.5
-    q_target: Literal["value", "policy"] = "value"
-    polyak: float = 0.005
+    base_policy: Literal["deterministic", "gaussian"] = hyper(
+        "deterministic", "--base-policy", "BC anchor: 'deterministic' or 'gaussian'",
+        static=True, choices=("deterministic", "gaussian"),
+    )  # fmt: skip
+    num_critics: int = hyper(10, "--critics", "critic ensemble size M", static=True)
+    width: int = hyper(256, "--hidden", "hidden width of policy, critics and V", static=True)
+    depth: int = hyper(2, "--layers", "hidden layers of policy, critics and V", static=True)
+    learning_rate: Scalar = hyper(3e-4, "--lr", "Stage I Adam learning rate")
+    grad_clip: Scalar = hyper(1.0, "--grad-clip", "global-norm gradient clip, both stages")
+    gamma: Scalar = hyper(0.99, "--gamma", "discount")
+    expectile: Scalar = hyper(0.5, "--expectile", "expectile tau of V (0.9 on AntMaze)")
+    critic_expectile: Scalar = hyper(0.5, "--critic-expectile", "expectile of the critic loss")
+    q_target: Literal["value", "policy"] = hyper(
+        "value", "--q-target", "critic bootstrap: 'value' (IQL) or 'policy' (Alg. 1)",
+        static=True, choices=("value", "policy"),
+    )  # fmt: skip
+    polyak: Scalar = hyper(0.005, "--polyak", "target-critic Polyak rate")
 
-    def __post_init__(self):
-        if self.base_policy not in ("deterministic", "gaussian"):
-            raise ValueError(
-                f"base_policy must be 'deterministic' or 'gaussian', got {self.base_policy!r}."
-            )
-        if self.q_target not in ("value", "policy"):
-            raise ValueError(f"q_target must be 'value' or 'policy', got {self.q_target!r}.")
-        if self.num_critics < 1 or self.width < 1 or self.depth < 1:
-            raise ValueError(
-                f"num_critics, width and depth must be positive, got {self.num_critics}, "
-                f"{self.width}, {self.depth}."
-            )
-        _positive(learning_rate=self.learning_rate, grad_clip=self.grad_clip)
-        _unit(gamma=self.gamma, polyak=self.polyak)
-        for name in ("expectile", "critic_expectile"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}.")
+    def __check_init__(self):
+        check_choice("base_policy", self.base_policy, ("deterministic", "gaussian"))
+        check_choice("q_target", self.q_target, ("value", "policy"))
+        check_count(num_critics=self.num_critics, width=self.width, depth=self.depth)
+        check_positive(learning_rate=self.learning_rate, grad_clip=self.grad_clip)
+        check_unit(gamma=self.gamma, polyak=self.polyak)
+        check_open_unit(expectile=self.expectile, critic_expectile=self.critic_expectile)
+        if self.q_target == "policy" and isinstance(self.expectile, float | int):
+            if self.expectile != 0.5:
+                raise ValueError(
+                    f"expectile={self.expectile} sets V's expectile, but q_target='policy' "
+                    "bootstraps from the critics and never uses V; put Stage I's tau on "
+                    "critic_expectile (--critic-expectile) instead."
+                )
 
 
-@dataclasses.dataclass(frozen=True)
-class ResidualConfig:
+class ResidualConfig(eqx.Module):
     """Stage II: residual learning (Sections 3.2.2-3.2.4, Tables 7 and 8, C.1.3).
 
     Critic subsets: the data weights use members `[0, data_critics)`, the
     guidance the next `guide_critics` members (wrapping around), and the gate
     (see `GateConfig`) the last `gate_critics`. The paper uses 4 of 10 for each
     but does not say which.
+
+    **Fields** (flag, default, source):
+
+    - `variant` (`--variant`, `"mlp"`): Stage II residual, Table 8
+    - `lambda_u` (`--lambda-u`, 0.5), `lambda_g` (`--lambda-g`, 0.5), `temperature`
+      (`--temperature`, 1.0), `sensitivity` (`--weighting`, `"exp"`), `filtering`
+      (`--filter`, `"hard"`): Table 8
+    - `max_weight` (`--max-weight`, 100): the cap on exponential weights (as in IQL)
+    - `data_critics`, `guide_critics` (`--data-critics`, `--guide-critics`, 4 each), C.1.3
+    - `learning_rate` (`--residual-lr`, 3e-4), `grad_clip` (1.0, set by `--grad-clip`), Table 7
+    - `width` (`--residual-hidden`, 256), `mlp_depth` (`--residual-layers`, 2),
+      `cvae_depth` (`--cvae-layers`, 3), `latent_dim` (`--latent-dim`, 16), C.1.3
+    - `kl_weight` (`--kl-weight`, 0.5), `recon_weight` (`--recon-weight`, 1.0), eq. 8
+    - `num_candidates` (`--candidates`, 64), `projection_period` (`--projection-period`, 10),
+      `target_tau` (`--target-tau`, 0.005): Alg. 4
+    - `latent_policy_depth` (`--latent-layers`, 2), `max_latent` (`--max-latent`, 2.0),
+      `plas_vae_fraction` (`--plas-vae-fraction`, 0.5): SPAR-PLAS, Alg. 3
     """
 
-    variant: Variant = "mlp"
-    lambda_u: float = 0.5
-    lambda_g: float = 0.5
-    temperature: float = 1.0
-    sensitivity: Literal["exp", "uniform"] = "exp"
-    filtering: Literal["hard", "soft"] = "hard"
-    max_weight: float = 100.0
-    data_critics: int = 4
-    guide_critics: int = 4
-    learning_rate: float = 3e-4
-    grad_clip: float = 1.0
-    width: int = 256
-    mlp_depth: int = 2
-    cvae_depth: int = 3
-    latent_dim: int = 16
-    kl_weight: float = 0.5
-    recon_weight: float = 1.0
-    num_candidates: int = 64
-    projection_period: int = 10
-    target_tau: float = 0.005
-    latent_policy_depth: int = 2
-    max_latent: float = 2.0
-    plas_vae_fraction: float = 0.5
+    variant: Variant = hyper(
+        "mlp", "--variant", "Stage II residual: mlp, proj or plas", static=True, choices=VARIANTS
+    )
+    lambda_u: Scalar = hyper(0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III")
+    lambda_g: Scalar = hyper(0.5, "--lambda-g", "guidance weight lambda_g")
+    temperature: Scalar = hyper(1.0, "--temperature", "weight temperature T")
+    sensitivity: Literal["exp", "uniform"] = hyper(
+        "exp", "--weighting", "'exp' or 'uniform' weights", static=True, choices=SENSITIVITIES
+    )
+    filtering: Literal["hard", "soft"] = hyper(
+        "hard", "--filter", "'hard' or 'soft' filtering", static=True, choices=FILTERINGS
+    )
+    max_weight: Scalar = hyper(100.0, "--max-weight", "cap on exp weights")
+    data_critics: int = hyper(4, "--data-critics", "critics for the data weights", static=True)
+    guide_critics: int = hyper(4, "--guide-critics", "critics for the guidance", static=True)
+    learning_rate: Scalar = hyper(3e-4, "--residual-lr", "Stage II Adam learning rate")
+    grad_clip: Scalar = hyper(1.0, "--grad-clip", "global-norm gradient clip, both stages")
+    width: int = hyper(256, "--residual-hidden", "hidden width of residual models", static=True)
+    mlp_depth: int = hyper(
+        2, "--residual-layers", "hidden layers of SPAR-MLP's residual", static=True
+    )  # noqa: E501
+    cvae_depth: int = hyper(3, "--cvae-layers", "hidden layers of encoder and decoder", static=True)
+    latent_dim: int = hyper(16, "--latent-dim", "CVAE latent dimension", static=True)
+    kl_weight: Scalar = hyper(0.5, "--kl-weight", "CVAE KL weight beta")
+    recon_weight: Scalar = hyper(1.0, "--recon-weight", "CVAE reconstruction weight")
+    num_candidates: int = hyper(64, "--candidates", "SPAR-PROJ latent candidates K", static=True)
+    projection_period: int = hyper(
+        10, "--projection-period", "steps between projections", static=True
+    )
+    target_tau: Scalar = hyper(0.005, "--target-tau", "EMA rate of the target CVAE")
+    latent_policy_depth: int = hyper(
+        2, "--latent-layers", "SPAR-PLAS latent policy layers", static=True
+    )
+    max_latent: float = hyper(2.0, "--max-latent", "SPAR-PLAS latent bound", static=True)
+    plas_vae_fraction: float = hyper(
+        0.5, "--plas-vae-fraction", "SPAR-PLAS share of Stage II for the CVAE", static=True
+    )
 
-    def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}.")
-        if self.sensitivity not in SENSITIVITIES:
-            raise ValueError(
-                f"sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}."
-            )
-        if self.filtering not in FILTERINGS:
-            raise ValueError(f"filtering must be one of {FILTERINGS}, got {self.filtering!r}.")
-        _positive(
+    def __check_init__(self):
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("sensitivity", self.sensitivity, SENSITIVITIES)
+        check_choice("filtering", self.filtering, FILTERINGS)
+        check_positive(
             temperature=self.temperature,
             max_weight=self.max_weight,
             learning_rate=self.learning_rate,
             grad_clip=self.grad_clip,
             max_latent=self.max_latent,
         )
-        for name in (
-            "data_critics",
-            "guide_critics",
-            "width",
-            "mlp_depth",
-            "cvae_depth",
-            "latent_dim",
-            "num_candidates",
-            "projection_period",
-            "latent_policy_depth",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
-        if self.lambda_u < 0 or self.lambda_g < 0 or self.kl_weight < 0 or self.recon_weight < 0:
-            raise ValueError(
-                "lambda_u, lambda_g, kl_weight and recon_weight must be non-negative, got "
-                f"{self.lambda_u}, {self.lambda_g}, {self.kl_weight}, {self.recon_weight}."
-            )
-        _unit(target_tau=self.target_tau)
-        if not 0.0 < self.plas_vae_fraction < 1.0:
-            raise ValueError(f"plas_vae_fraction must lie in (0, 1), got {self.plas_vae_fraction}.")
+        check_count(
+            data_critics=self.data_critics,
+            guide_critics=self.guide_critics,
+            width=self.width,
+            mlp_depth=self.mlp_depth,
+            cvae_depth=self.cvae_depth,
+            latent_dim=self.latent_dim,
+            num_candidates=self.num_candidates,
+            projection_period=self.projection_period,
+            latent_policy_depth=self.latent_policy_depth,
+        )
+        check_non_negative(
+            lambda_u=self.lambda_u,
+            lambda_g=self.lambda_g,
+            kl_weight=self.kl_weight,
+            recon_weight=self.recon_weight,
+        )
+        check_unit(target_tau=self.target_tau)
+        check_open_unit(plas_vae_fraction=self.plas_vae_fraction)
 
 
-@dataclasses.dataclass(frozen=True)
-class GateConfig:
-    """Stage III: the value gate (eq. 12, Algorithm 5, C.1.4)."""
+class GateConfig(eqx.Module):
+    """Stage III: the value gate (eq. 12, Algorithm 5, C.1.4).
 
-    enabled: bool = True
-    num_candidates: int = 10
-    eta_abs: float = 1e-4
-    eta_rel: float = 0.01
-    eps: float = 1e-6
-    gate_critics: int = 4
-    lambda_u: float = 0.5
+    **Fields** (flag, default, source):
 
-    def __post_init__(self):
-        if self.num_candidates < 1 or self.gate_critics < 1:
-            raise ValueError(
-                f"num_candidates and gate_critics must be positive, got {self.num_candidates} "
-                f"and {self.gate_critics}."
-            )
-        _positive(eps=self.eps)
-        if self.lambda_u < 0:
-            raise ValueError(f"lambda_u must be non-negative, got {self.lambda_u}.")
+    - `num_candidates` (`--gate-candidates`, 10): candidates K, C.1.4
+    - `eta_abs` (`--eta-abs`, 1e-4), `eta_rel` (`--eta-rel`, 0.01), `eps` (`--gate-eps`, 1e-6):
+      eq. 12
+    - `gate_critics` (`--gate-critics`, 4): the last members of the ensemble, C.1.4
+    - `lambda_u` (0.5, set by `--lambda-u` together with Stage II's): Table 8
+    """
+
+    num_candidates: int = hyper(10, "--gate-candidates", "Stage III candidates K", static=True)
+    eta_abs: Scalar = hyper(1e-4, "--eta-abs", "gate absolute threshold")
+    eta_rel: Scalar = hyper(0.01, "--eta-rel", "gate relative threshold")
+    eps: Scalar = hyper(1e-6, "--gate-eps", "epsilon of the relative threshold")
+    gate_critics: int = hyper(4, "--gate-critics", "critics for the gate", static=True)
+    lambda_u: Scalar = hyper(0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III")
+
+    def __check_init__(self):
+        check_count(num_candidates=self.num_candidates, gate_critics=self.gate_critics)
+        check_positive(eps=self.eps)
+        check_non_negative(lambda_u=self.lambda_u)
 
 
 def critic_subsets(
@@ -167,6 +212,8 @@ def critic_subsets(
 
     Data: `[0, data)`; guidance: the next `guide` members, wrapping around;
     gate: the last `gate` members. Each subset must fit in the ensemble.
+
+    **Returns:** `(data, guide, gate)` index tuples.
     """
     for name, size in (("data", data), ("guide", guide), ("gate", gate)):
         if not 1 <= size <= num_critics:
@@ -178,3 +225,25 @@ def critic_subsets(
     guide_idx = tuple((data + i) % num_critics for i in range(guide))
     gate_idx = tuple(range(num_critics - gate, num_critics))
     return data_idx, guide_idx, gate_idx
+
+
+class SPARConfig(eqx.Module):
+    """SPAR's whole configuration: the three stages and the batch size (Table 7).
+
+    **Fields:** `anchor` (`AnchorConfig`), `residual` (`ResidualConfig`), `gate`
+    (`GateConfig`), `batch_size` (`--batch-size`, 256, Table 7).
+    """
+
+    anchor: AnchorConfig = AnchorConfig()
+    residual: ResidualConfig = ResidualConfig()
+    gate: GateConfig = GateConfig()
+    batch_size: int = hyper(256, "--batch-size", "transitions per update", static=True)
+
+    def __check_init__(self):
+        check_count(batch_size=self.batch_size)
+        critic_subsets(
+            self.anchor.num_critics,
+            self.residual.data_critics,
+            self.residual.guide_critics,
+            self.gate.gate_critics,
+        )

@@ -5,6 +5,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from ._hyper import Scalar
+
 
 class GateDecision(NamedTuple):
     """What the gate chose for one state."""
@@ -20,9 +22,9 @@ def gate(
     candidates: Float[Array, "candidates act_dim"],
     q_base: Float[Array, ""],
     q_candidates: Float[Array, " candidates"],
-    eta_abs: float = 1e-4,
-    eta_rel: float = 0.01,
-    eps: float = 1e-6,
+    eta_abs: Scalar = 1e-4,
+    eta_rel: Scalar = 0.01,
+    eps: Scalar = 1e-6,
 ) -> GateDecision:
     """Pick `k* = argmax_k Delta Q_k`; accept iff both thresholds pass, else return `a_base`.
 

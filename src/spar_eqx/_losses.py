@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._hyper import Scalar
 
-def expectile_loss(diff: Float[Array, " batch"], expectile: float) -> Float[Array, ""]:
+
+def expectile_loss(diff: Float[Array, " batch"], expectile: Scalar) -> Float[Array, ""]:
     """`E[|tau - 1{u < 0}| u^2]` with `u = target - prediction` (Stage I, Alg. 1 line 7).
 
     `expectile = 0.5` is half the mean squared error; larger values weigh

@@ -4,9 +4,11 @@ import equinox as eqx
 import jax
 import optax
 
+from ._hyper import Scalar
+
 
 def make_optimizer(
-    learning_rate: float, grad_clip: float | None = None
+    learning_rate: Scalar, grad_clip: Scalar | None = None
 ) -> optax.GradientTransformation:
     """Adam, after global-norm gradient clipping when `grad_clip` is given (Table 7)."""
     adam = optax.adam(learning_rate)

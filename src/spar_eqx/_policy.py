@@ -44,7 +44,7 @@ class SPARPolicy(eqx.Module):
     base: DeterministicPolicy | TanhGaussianPolicy
     residual: ResidualMLP | ResidualCVAE | PLASResidual
     critic: CriticEnsemble
-    gate_config: GateConfig = eqx.field(static=True)
+    gate_config: GateConfig
 
     def __check_init__(self):
         if self.residual_act_dim != self.base.act_dim:

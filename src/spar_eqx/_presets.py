@@ -47,15 +47,23 @@ _add(["antmaze-large-diverse"], "AntMaze_Large", **_ANTMAZE, **{"residual.lambda
 PRESETS: tuple[str, ...] = tuple(sorted(_TABLE_8))
 
 
-def preset_overrides(name: str) -> dict[str, Any]:
+def preset_overrides(name: str, q_target: str = "value") -> dict[str, Any]:
     """Table 8's settings for `name` (e.g. `"hopper-medium-replay"`), as field overrides.
 
     Every preset also fixes Stage III's `eta_rel = 0.01` and `lambda_u = 0.5` unless
-    listed otherwise (Hopper medium-expert uses `lambda_u = 2`).
+    listed otherwise (Hopper medium-expert uses `lambda_u = 2`). Stage I's tau (0.9 on
+    AntMaze) is V's expectile under `q_target="value"`; under `"policy"` (Algorithm 1)
+    V is unused, so the same tau goes on the critics' expectile instead.
+
+    **Arguments:** `name`, a preset; `q_target`, the critic bootstrap it will be used with.
+
+    **Returns:** `{path: value}` overrides of `RunConfig` fields and SPAR's hyperparameters.
     """
     if name not in _TABLE_8:
         raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     overrides = {k: v for k, v in _TABLE_8[name].items() if k != "env_hint"}
+    if q_target == "policy" and "anchor.expectile" in overrides:
+        overrides["anchor.critic_expectile"] = overrides.pop("anchor.expectile")
     overrides.setdefault("residual.lambda_u", 0.5)
     overrides.setdefault("gate.lambda_u", overrides["residual.lambda_u"])
     overrides.setdefault("gate.eta_rel", 0.01)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._hyper import Scalar, is_number
 from ._networks import _check_sizes, _mlp
 
 _LOG_STD_MIN = -4.0
@@ -151,9 +152,9 @@ class LatentPolicy(eqx.Module):
         return self.max_latent * jnp.tanh(self.mlp(jnp.concatenate([obs, base_action])))
 
 
-def polyak(target: eqx.Module, online: eqx.Module, tau: float) -> eqx.Module:
+def polyak(target: eqx.Module, online: eqx.Module, tau: Scalar) -> eqx.Module:
     """`target <- (1 - tau) * target + tau * online` on every inexact array leaf."""
-    if not 0.0 <= tau <= 1.0:
+    if is_number(tau) and not 0.0 <= tau <= 1.0:
         raise ValueError(f"the Polyak rate tau must lie in [0, 1], got {tau}.")
     t_params, static = eqx.partition(target, eqx.is_inexact_array)
     o_params = eqx.filter(online, eqx.is_inexact_array)

@@ -1,28 +1,44 @@
 """`RunConfig`: everything one `spar-eqx train` run needs, frozen and JSON-serialisable."""
 
 import dataclasses
+import itertools
+import math
 from typing import Any
 
-from ._config import AnchorConfig, GateConfig, ResidualConfig
+from ._hyper import Hyperparameter, from_dict, hyperparameters, replace, to_dict
 from ._presets import preset_overrides
+from ._registry import Algorithm, algorithm
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """A full training run: data, schedule, seeds and the three stages' configs.
+    """A full training run: the algorithm and its hyperparameters, data, budget and seeds.
 
-    `seeds` runs seeds `0..seeds-1` together (stacked on a leading axis).
-    `log_every` is the number of updates per compiled call; `eval_every` and
-    `checkpoint_every` must be multiples of it (0 turns periodic evaluation off;
-    every stage still ends with a checkpoint and an evaluation).
+    **Fields:**
+
+    - `algo`: a registered algorithm (`"spar"`, `"bc"`, `"iql"`, `"td3bc"`, `"rebrac"`).
+    - `hyperparameters`: that algorithm's config (default: its defaults).
+    - `steps`: updates per stage (default: 1M for each of the algorithm's stages).
+    - `dataset`, `env_id`: the data and, optionally, the environment to evaluate in.
+    - `seeds`: seeds `0..seeds-1` run together on a leading axis.
+    - `sweep`: `((name, values), ...)`, a grid of float hyperparameters (see
+      `sweep_names`) trained with the seeds in one compiled program; each name is a
+      flag without its dashes (`"lambda_g"`) or a config path (`"residual.lambda_g"`).
+    - `log_every`: updates per compiled call; `eval_every` and `checkpoint_every` must
+      be multiples of it (0 turns periodic evaluation off; every stage still ends with
+      a checkpoint, and every stage but the last with an evaluation).
+    - `eval_episodes`, `eval_max_episode_steps`: evaluation episodes per seed, and a cap.
+    - `reward_transform`: None for the algorithm's convention.
+    - `acceptance_states`: dataset states the final diagnostics are measured on.
     """
 
+    algo: str = "spar"
+    hyperparameters: Any = None
+    steps: tuple[int, ...] | None = None
     dataset: str = "default"
     env_id: str | None = None
     seeds: int = 3
-    stage1_steps: int = 1_000_000
-    stage2_steps: int = 1_000_000
-    batch_size: int = 256
+    sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
     eval_episodes: int = 10
     eval_every: int = 0
     log_every: int = 1000
@@ -30,17 +46,40 @@ class RunConfig:
     eval_max_episode_steps: int | None = None
     reward_transform: str | None = None
     acceptance_states: int = 10_000
-    anchor: AnchorConfig = AnchorConfig()
-    residual: ResidualConfig = ResidualConfig()
-    gate: GateConfig = GateConfig()
 
     def __post_init__(self):
-        for name in ("seeds", "batch_size", "eval_episodes", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
-        for name in ("stage1_steps", "stage2_steps", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}.")
+        algo = algorithm(self.algo)
+        if self.hyperparameters is None:
+            object.__setattr__(self, "hyperparameters", algo.config())
+        elif not isinstance(self.hyperparameters, algo.config):
+            raise ValueError(
+                f"hyperparameters must be a {algo.config.__name__} for algo={self.algo!r}, "
+                f"got {type(self.hyperparameters).__name__}."
+            )
+        if self.steps is None:
+            object.__setattr__(self, "steps", (1_000_000,) * len(algo.stages))
+        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
+        if len(self.steps) != len(algo.stages):
+            raise ValueError(
+                f"{self.algo} has {len(algo.stages)} stage(s) ({', '.join(algo.stages)}), so "
+                f"steps needs {len(algo.stages)} budget(s), got {list(self.steps)}."
+            )
+        for name in ("seeds", "eval_episodes", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if any(s < 0 for s in self.steps) or self.eval_every < 0:
+            raise ValueError(
+                f"steps and eval_every must be non-negative, got {list(self.steps)} and "
+                f"{self.eval_every}."
+            )
+        if self.eval_max_episode_steps is not None and self.eval_max_episode_steps < 1:
+            raise ValueError(
+                "eval_max_episode_steps must be at least 1 (or None for the environment's "
+                f"own limit), got {self.eval_max_episode_steps}."
+            )
+        if self.acceptance_states < 1:
+            raise ValueError(f"acceptance_states must be positive, got {self.acceptance_states}.")
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) % self.log_every:
                 raise ValueError(
@@ -48,35 +87,122 @@ class RunConfig:
                     f"log_every={self.log_every} "
                     "(updates run in compiled chunks of log_every steps)."
                 )
+        object.__setattr__(
+            self, "sweep", tuple((str(n), tuple(float(v) for v in vs)) for n, vs in self.sweep)
+        )
+        self.grid()  # validates the sweep and every grid point's config
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The registry entry of `algo`."""
+        return algorithm(self.algo)
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update, from the algorithm's hyperparameters."""
+        return self.hyperparameters.batch_size
+
+    def grid(self) -> list[tuple[dict[str, float], Any]]:
+        """Every grid point of `sweep` as `(params, hyperparameters)`, last name fastest.
+
+        Without a sweep, one point: `({}, hyperparameters)`.
+        """
+        table = sweep_names(self.algo)
+        names, paths, values = [], [], []
+        for name, vals in self.sweep:
+            key = _sweep_key(name)
+            if key not in table:
+                known = ", ".join(sorted(table))
+                raise ValueError(
+                    f"cannot sweep {name!r} for {self.algo}: a sweep takes a float "
+                    f"hyperparameter that does not change the networks' shapes ({known})."
+                )
+            if key in names:
+                raise ValueError(f"{name!r} is swept twice; give all its values in one --sweep.")
+            if not vals or not all(math.isfinite(v) for v in vals):
+                raise ValueError(f"the sweep of {name!r} needs one or more finite values.")
+            names.append(key)
+            paths.append(table[key])
+            values.append(vals)
+        points = []
+        for combo in itertools.product(*values):
+            overrides = {p: v for ps, v in zip(paths, combo, strict=True) for p in ps}
+            params = dict(zip(names, combo, strict=True))
+            try:
+                points.append((params, replace(self.hyperparameters, overrides)))
+            except ValueError as error:
+                raise ValueError(f"grid point {params}: {error}") from error
+        return points
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(dataclasses.replace(self, hyperparameters=None, sweep=()))
+        out["hyperparameters"] = to_dict(self.hyperparameters)
+        out["steps"] = list(self.steps)
+        out["sweep"] = [[name, list(values)] for name, values in self.sweep]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """The inverse of `to_dict`; a `ValueError` names what is missing or wrong."""
         data = dict(data)
-        data["anchor"] = AnchorConfig(**data["anchor"])
-        data["residual"] = ResidualConfig(**data["residual"])
-        data["gate"] = GateConfig(**data["gate"])
-        return cls(**data)
+        try:
+            algo = algorithm(data.get("algo", "spar"))
+            data["hyperparameters"] = from_dict(algo.config, data.get("hyperparameters", {}))
+            data["steps"] = tuple(data["steps"])
+            data["sweep"] = tuple((n, tuple(v)) for n, v in data.get("sweep", ()))
+            return cls(**data)
+        except (TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"not a valid run configuration ({error}).") from error
 
     def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
-        """A copy with `overrides` applied; keys are fields or `"anchor.x"`-style paths."""
-        top: dict[str, Any] = {}
-        nested: dict[str, dict[str, Any]] = {"anchor": {}, "residual": {}, "gate": {}}
-        for key, value in overrides.items():
-            if "." in key:
-                section, field = key.split(".", 1)
-                if section not in nested:
-                    raise ValueError(f"unknown config section {section!r} in {key!r}.")
-                nested[section][field] = value
-            else:
-                top[key] = value
-        for section, fields in nested.items():
-            if fields:
-                top[section] = dataclasses.replace(getattr(self, section), **fields)
+        """A copy with `overrides` applied: run fields by name, hyperparameters by path
+        (`"residual.lambda_g"`)."""
+        run_fields = {f.name for f in dataclasses.fields(self)}
+        top = {k: v for k, v in overrides.items() if k in run_fields}
+        hyper = {k: v for k, v in overrides.items() if k not in run_fields}
+        if hyper:
+            top["hyperparameters"] = replace(self.hyperparameters, hyper)
         return dataclasses.replace(self, **top)
 
     def with_preset(self, name: str) -> "RunConfig":
-        """A copy with Table 8's settings for task `name`."""
-        return self.with_overrides(preset_overrides(name))
+        """A copy with Table 8's settings for task `name` (SPAR only)."""
+        if self.algo != "spar":
+            raise ValueError(f"--preset holds SPAR's Table 8 settings; {self.algo} has none.")
+        return self.with_overrides(
+            preset_overrides(name, q_target=self.hyperparameters.anchor.q_target)
+        )
+
+
+def _sweep_key(name: str) -> str:
+    return name.lstrip("-").replace("-", "_")
+
+
+def sweep_names(algo: str) -> dict[str, tuple[str, ...]]:
+    """The sweepable hyperparameters of `algo`: name -> the config paths it sets.
+
+    A name is the flag without dashes, in snake case (`--lambda-g` -> `"lambda_g"`), and
+    every full config path (`"residual.lambda_g"`) is accepted too. Only float leaves
+    can be swept: they change values, not shapes, so the grid runs in one compile.
+    """
+    out: dict[str, list[str]] = {}
+    static_flags = set()
+    for h in hyperparameters(algorithm(algo).config):
+        if h.static:
+            if h.flag:
+                static_flags.add(h.flag)
+            continue
+        out[h.path] = [h.path]
+        if h.flag:
+            out.setdefault(_sweep_key(h.flag), []).append(h.path)
+    for flag in static_flags:
+        out.pop(_sweep_key(flag), None)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def flag_table(algo: str) -> dict[str, list[Hyperparameter]]:
+    """`--flag -> [hyperparameters it sets]` for `algo` (one flag may set several fields)."""
+    table: dict[str, list[Hyperparameter]] = {}
+    for h in hyperparameters(algorithm(algo).config):
+        if h.flag:
+            table.setdefault(h.flag, []).append(h)
+    return table

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ._hyper import Scalar, is_number
+
 Sensitivity = Literal["exp", "uniform"]
 Filtering = Literal["hard", "soft"]
 
@@ -18,12 +20,12 @@ SENSITIVITIES = ("exp", "uniform")
 FILTERINGS = ("hard", "soft")
 
 
-def _check_modes(sensitivity: str, filtering: str, temperature: float) -> None:
+def _check_modes(sensitivity: str, filtering: str, temperature: Scalar) -> None:
     if sensitivity not in SENSITIVITIES:
         raise ValueError(f"sensitivity must be one of {SENSITIVITIES}, got {sensitivity!r}.")
     if filtering not in FILTERINGS:
         raise ValueError(f"filtering must be one of {FILTERINGS}, got {filtering!r}.")
-    if isinstance(temperature, int | float) and not temperature > 0:
+    if is_number(temperature) and not temperature > 0:
         raise ValueError(f"the temperature T must be positive, got {temperature}.")
 
 
@@ -43,10 +45,10 @@ def normalized_advantage(
 
 def advantage_weights(
     advantage: Float[Array, "*batch"],
-    temperature: float,
+    temperature: Scalar,
     sensitivity: Sensitivity = "exp",
     filtering: Filtering = "hard",
-    max_weight: float = 100.0,
+    max_weight: Scalar = 100.0,
 ) -> Float[Array, "*batch"]:
     """Per-sample weights `w(A~)` for the fitting losses (eq. 7, 8).
 
@@ -55,7 +57,7 @@ def advantage_weights(
     `"hard"` filtering zeroes every sample with `A~ <= 0`.
     """
     _check_modes(sensitivity, filtering, temperature)
-    if not max_weight > 0:
+    if is_number(max_weight) and not max_weight > 0:
         raise ValueError(f"max_weight must be positive, got {max_weight}.")
     if sensitivity == "exp":
         # exp(log(max_weight)) can round above max_weight in float32: cap after exp too.
@@ -71,7 +73,7 @@ def advantage_weights(
 
 def candidate_weights(
     advantage: Float[Array, "*batch candidates"],
-    temperature: float,
+    temperature: Scalar,
     sensitivity: Sensitivity = "exp",
     filtering: Filtering = "hard",
 ) -> Float[Array, "*batch candidates"]:

@@ -634,7 +634,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run `spar-eqx collect` from parsed arguments; prints the dataset folder."""
-    from .._cli import UserError
+    from .._errors import UserError
 
     target = args.target_return
     if target is not None:

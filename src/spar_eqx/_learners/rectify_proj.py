@@ -7,13 +7,14 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._config import ResidualConfig
-from ._losses import gaussian_kl, latent_self_imitation, weighted_reconstruction
-from ._optim import apply_grads, init_opt, make_optimizer
-from ._rectify_common import FrozenAnchor, data_weights, robust_q, robust_q_candidates
-from ._residual import ResidualCVAE, polyak
-from ._weighting import candidate_weights, normalized_advantage
-from .data._transitions import Transitions
+from .._config import ResidualConfig
+from .._learner import Phase
+from .._losses import gaussian_kl, latent_self_imitation, weighted_reconstruction
+from .._optim import apply_grads, init_opt, make_optimizer
+from .._residual import ResidualCVAE, polyak
+from .._weighting import candidate_weights, normalized_advantage
+from ..data._transitions import Transitions
+from .rectify_common import FrozenAnchor, Rectifier, data_weights, robust_q, robust_q_candidates
 
 
 class PROJState(eqx.Module):
@@ -79,7 +80,7 @@ def self_imitation_targets(
     return jax.lax.stop_gradient((latents, targets, omega, adv))
 
 
-class RectifyPROJ(eqx.Module):
+class RectifyPROJ(Rectifier):
     """SPAR-PROJ as pure functions: `init(anchor, key)`, `update(state, batch, key)`.
 
     Every step fits the weighted ELBO (eq. 8). Every `projection_period` steps
@@ -89,15 +90,17 @@ class RectifyPROJ(eqx.Module):
     The target CVAE is Polyak-averaged every step with rate `target_tau`.
     """
 
-    config: ResidualConfig = eqx.field(static=True)
-    data_critics: tuple[int, ...] = eqx.field(static=True)
-    guide_critics: tuple[int, ...] = eqx.field(static=True)
+    def residual(self, state):
+        """The residual of the deployed policy."""
+        return state.cvae
 
-    def phases(self, total_steps: int):
-        return [("residual", self.update, total_steps)]
+    def phases(self, steps: int) -> tuple[Phase, ...]:
+        """One phase: `update` for all of Stage II's `steps`."""
+        return (Phase("residual", self.update, steps),)
 
-    def init(self, anchor: FrozenAnchor, key: PRNGKeyArray) -> PROJState:
-        c, policy = self.config, anchor.policy
+    def init(self, key: PRNGKeyArray, previous) -> PROJState:
+        c, anchor = self.config, FrozenAnchor.of(previous)
+        policy = anchor.policy
         cvae = ResidualCVAE(
             policy.obs_dim, policy.act_dim, c.latent_dim, c.width, c.cvae_depth, key=key
         )

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._config import ResidualConfig
-from ._losses import value_guidance, weighted_reconstruction
-from ._optim import apply_grads, init_opt, make_optimizer
-from ._rectify_common import FrozenAnchor, data_weights, robust_q
-from ._residual import ResidualMLP
-from .data._transitions import Transitions
+from .._learner import Phase
+from .._losses import value_guidance, weighted_reconstruction
+from .._optim import apply_grads, init_opt, make_optimizer
+from .._residual import ResidualMLP
+from ..data._transitions import Transitions
+from .rectify_common import FrozenAnchor, Rectifier, data_weights, robust_q
 
 
 class MLPState(eqx.Module):
@@ -21,7 +21,7 @@ class MLPState(eqx.Module):
     step: Int[Array, ""]
 
 
-class RectifyMLP(eqx.Module):
+class RectifyMLP(Rectifier):
     """SPAR-MLP as pure functions: `init(anchor, key)`, `update(state, batch, key)`.
 
     Loss (eq. 7): `E[w ||res(s, a_base) - (a - a_base)||^2] - lambda_g E[Q_rob(s, a_synth)]`
@@ -29,16 +29,16 @@ class RectifyMLP(eqx.Module):
     critics, the guidance the guide critics; neither critic nor anchor is updated.
     """
 
-    config: ResidualConfig = eqx.field(static=True)
-    data_critics: tuple[int, ...] = eqx.field(static=True)
-    guide_critics: tuple[int, ...] = eqx.field(static=True)
+    def residual(self, state):
+        """The residual of the deployed policy."""
+        return state.residual
 
-    def phases(self, total_steps: int):
-        """The update functions of this variant and how many steps each runs."""
-        return [("residual", self.update, total_steps)]
+    def phases(self, steps: int) -> tuple[Phase, ...]:
+        """One phase: `update` for all of Stage II's `steps`."""
+        return (Phase("residual", self.update, steps),)
 
-    def init(self, anchor: FrozenAnchor, key: PRNGKeyArray) -> MLPState:
-        c = self.config
+    def init(self, key: PRNGKeyArray, previous) -> MLPState:
+        c, anchor = self.config, FrozenAnchor.of(previous)
         policy = anchor.policy
         residual = ResidualMLP(policy.obs_dim, policy.act_dim, c.width, c.mlp_depth, key=key)
         opt = make_optimizer(c.learning_rate, c.grad_clip)

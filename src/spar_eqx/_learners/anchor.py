@@ -7,13 +7,17 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._config import AnchorConfig
-from ._ensemble import CriticEnsemble
-from ._losses import bc_loss, bc_nll_loss, expectile_loss
-from ._networks import DeterministicPolicy, TanhGaussianPolicy, ValueNetwork
-from ._optim import apply_grads, init_opt, make_optimizer
-from ._residual import polyak
-from .data._transitions import Transitions
+from .._config import AnchorConfig
+from .._ensemble import CriticEnsemble
+from .._evaluation import BatchPolicy
+from .._learner import Learner, Phase
+from .._losses import bc_loss, bc_nll_loss, expectile_loss
+from .._networks import DeterministicPolicy, TanhGaussianPolicy, ValueNetwork
+from .._optim import apply_grads, init_opt, make_optimizer
+from .._policy import BasePolicy
+from .._residual import polyak
+from ..data._normalize import ObservationNormalizer
+from ..data._transitions import Transitions
 
 
 class AnchorState(eqx.Module):
@@ -29,8 +33,8 @@ class AnchorState(eqx.Module):
     step: Int[Array, ""]
 
 
-class Anchor(eqx.Module):
-    """Stage I as pure functions: `init(key) -> state`, `update(state, batch, key)`.
+class Anchor(Learner):
+    """Stage I as a `Learner`: `init(key) -> state`, `update(state, batch, key)`.
 
     Each update makes one gradient step on (i) the pure BC loss of `pi_base`,
     (ii) the critics against `y = r + gamma (1 - terminal) * bootstrap(s')`,
@@ -39,14 +43,26 @@ class Anchor(eqx.Module):
     are already normalised.
     """
 
-    config: AnchorConfig = eqx.field(static=True)
+    config: AnchorConfig
     obs_dim: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
 
     def _optimizer(self):
         return make_optimizer(self.config.learning_rate, self.config.grad_clip)
 
-    def init(self, key: PRNGKeyArray) -> AnchorState:
+    def phases(self, steps: int) -> tuple[Phase, ...]:
+        """One phase: `update` for all of Stage I's `steps`."""
+        return (Phase("anchor", self.update, steps),)
+
+    def policies(
+        self, state: AnchorState, normalizer: ObservationNormalizer
+    ) -> dict[str, BatchPolicy]:
+        """`{"base": pi_base}` behind the observation normaliser."""
+        return {"base": BasePolicy(normalizer, state.policy)}
+
+    def init(self, key: PRNGKeyArray, previous: None = None) -> AnchorState:
+        """Fresh networks and optimiser states from `key` (Stage I has no previous stage)."""
+        del previous
         c = self.config
         pkey, qkey, vkey = jr.split(key, 3)
         policy_cls = DeterministicPolicy if c.base_policy == "deterministic" else TanhGaussianPolicy

@@ -6,13 +6,14 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._config import ResidualConfig
-from ._losses import value_guidance
-from ._optim import apply_grads, init_opt, make_optimizer
-from ._rectify_common import FrozenAnchor, data_weights, robust_q
-from ._rectify_proj import weighted_elbo
-from ._residual import LatentPolicy, ResidualCVAE
-from .data._transitions import Transitions
+from .._learner import Phase
+from .._losses import value_guidance
+from .._optim import apply_grads, init_opt, make_optimizer
+from .._policy import PLASResidual
+from .._residual import LatentPolicy, ResidualCVAE
+from ..data._transitions import Transitions
+from .rectify_common import FrozenAnchor, Rectifier, data_weights, robust_q
+from .rectify_proj import weighted_elbo
 
 
 class PLASState(eqx.Module):
@@ -24,7 +25,7 @@ class PLASState(eqx.Module):
     step: Int[Array, ""]
 
 
-class RectifyPLAS(eqx.Module):
+class RectifyPLAS(Rectifier):
     """SPAR-PLAS in two phases, each a pure `update(state, batch, key)`.
 
     Phase 1 (`update_vae`): the residual CVAE by weighted ELBO (eq. 8).
@@ -33,19 +34,22 @@ class RectifyPLAS(eqx.Module):
     (Alg. 3, lines 11-17). `plas_vae_fraction` of the stage's steps go to phase 1.
     """
 
-    config: ResidualConfig = eqx.field(static=True)
-    data_critics: tuple[int, ...] = eqx.field(static=True)
-    guide_critics: tuple[int, ...] = eqx.field(static=True)
+    def residual(self, state):
+        """The residual of the deployed policy."""
+        return PLASResidual(state.latent_policy, state.cvae)
 
-    def phases(self, total_steps: int):
-        vae_steps = max(1, round(self.config.plas_vae_fraction * total_steps))
-        return [
-            ("cvae", self.update_vae, vae_steps),
-            ("latent", self.update_latent, max(0, total_steps - vae_steps)),
-        ]
+    def phases(self, steps: int) -> tuple[Phase, ...]:
+        """The CVAE phase (no periodic evaluation: the latent policy is untrained), then the
+        latent policy's."""
+        vae_steps = max(1, round(self.config.plas_vae_fraction * steps))
+        return (
+            Phase("cvae", self.update_vae, vae_steps, evaluate=False),
+            Phase("latent", self.update_latent, max(0, steps - vae_steps)),
+        )
 
-    def init(self, anchor: FrozenAnchor, key: PRNGKeyArray) -> PLASState:
-        c, policy = self.config, anchor.policy
+    def init(self, key: PRNGKeyArray, previous) -> PLASState:
+        c, anchor = self.config, FrozenAnchor.of(previous)
+        policy = anchor.policy
         vae_key, pol_key = jax.random.split(key)
         cvae = ResidualCVAE(
             policy.obs_dim, policy.act_dim, c.latent_dim, c.width, c.cvae_depth, key=vae_key

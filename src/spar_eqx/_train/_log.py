@@ -15,20 +15,23 @@ class RunLog:
         self.losses = losses or []
         self.evals = evals or []
 
-    def add_losses(self, stage, phase, step, seeds, metrics: dict[str, np.ndarray]) -> None:
-        """`metrics[name]` is `(chunk_steps, len(seeds))`: a row per seed, averaged over steps."""
-        for i, seed in enumerate(seeds):
-            row = {"stage": stage, "phase": phase, "step": step, "seed": seed}
+    def add_losses(self, stage, phase, step, runs, metrics: dict[str, np.ndarray]) -> None:
+        """`metrics[name]` is `(chunk_steps, len(runs))`: a row per run, averaged over steps.
+
+        Each of `runs` labels its row: `{"seed": s}`, plus `"point"` with a sweep.
+        """
+        for i, label in enumerate(runs):
+            row = {"stage": stage, "phase": phase, "step": step, **label}
             row.update({name: float(np.mean(v[:, i])) for name, v in sorted(metrics.items())})
             self.losses.append(row)
 
-    def add_eval(self, stage, policy, step, seed, mean_return, mean_score) -> None:
+    def add_eval(self, stage, policy, step, label, mean_return, mean_score) -> None:
         self.evals.append(
             {
                 "stage": stage,
                 "phase": "eval",
                 "step": int(step),
-                "seed": int(seed),
+                **{k: int(v) for k, v in label.items()},
                 "policy": policy,
                 "return": float(mean_return),
                 "score": None if mean_score is None else float(mean_score),
@@ -70,9 +73,7 @@ class RunLog:
 
 
 def _title(results: dict[str, Any]) -> str:
-    return (
-        f"SPAR-{results['variant'].upper()} on {results['dataset']} ({len(results['seeds'])} seeds)"
-    )
+    return f"{results['label']} on {results['dataset']} ({len(results['seeds'])} seeds)"
 
 
 def plot_learning_curves(log: RunLog, path: Path, title: str = "") -> None:
@@ -96,12 +97,14 @@ def plot_learning_curves(log: RunLog, path: Path, title: str = "") -> None:
         ax_loss.legend(fontsize="small")
     use_score = all(r["score"] is not None for r in log.evals) and bool(log.evals)
     key = "score" if use_score else "return"
-    for policy in sorted({r["policy"] for r in log.evals}):
-        rows = [r for r in log.evals if r["policy"] == policy]
+    curves = sorted({(r["policy"], r.get("point", -1)) for r in log.evals})
+    for policy, point in curves:
+        rows = [r for r in log.evals if (r["policy"], r.get("point", -1)) == (policy, point)]
         steps = sorted({r["step"] for r in rows})
         means = np.array([np.mean([r[key] for r in rows if r["step"] == s]) for s in steps])
         stds = np.array([np.std([r[key] for r in rows if r["step"] == s]) for s in steps])
-        ax_eval.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=policy)
+        label = policy if point < 0 else f"{policy}, grid point {point}"
+        ax_eval.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=label)
     ax_eval.set_xlabel("update step")
     ax_eval.set_title("normalised score (x100)" if use_score else "episode return")
     if log.evals:

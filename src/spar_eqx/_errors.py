@@ -1,0 +1,13 @@
+"""Every error type a user of `spar_eqx` meets, at the bottom of the import graph.
+
+The command line, the trainer and the data modules all import from here; this module
+imports nothing of ours, so none of them needs to import upwards.
+"""
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: the CLI prints it as one line and exits 2."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss): the message names the stage, phase and step."""

@@ -1,0 +1,1 @@
+"""Every algorithm stage the trainer runs, one final `Learner` per module."""

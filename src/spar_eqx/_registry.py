@@ -1,0 +1,104 @@
+"""The one table of algorithms the trainer and the command line know.
+
+Adding an algorithm is one learner module, one `Algorithm` line here, its tests and its
+docs; the trainer and the CLI read everything they need from this table.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from ._config import SPARConfig, critic_subsets
+from ._learner import Learner
+from ._learners.anchor import Anchor
+from ._learners.bc import BC, BCConfig
+from ._learners.iql import IQL, IQLConfig
+from ._learners.rectify_mlp import RectifyMLP
+from ._learners.rectify_plas import RectifyPLAS
+from ._learners.rectify_proj import RectifyPROJ
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """One trainable algorithm.
+
+    **Fields:**
+
+    - `name`: what `--algo` takes.
+    - `summary`: one line for `--help`, with the source of its defaults.
+    - `config`: its config class (an `eqx.Module` of `hyper` fields, with `batch_size`).
+    - `stages`: the names of its stages, in order; each gets its own step budget.
+    - `build`: `(config, obs_dim, act_dim) -> learners`, one per stage.
+    - `reward_convention`: `"spar"` or `"iql"`, the default reward transform family
+      (`spar_eqx.data.default_reward_transform`).
+    - `label`: `config -> str`, the name plots and summaries use (`"SPAR-MLP"`, `"IQL"`).
+    - `record`: `config -> dict`, extra fields for `results.json` (SPAR: its variant).
+    """
+
+    name: str
+    summary: str
+    config: type
+    stages: tuple[str, ...]
+    build: Callable[[Any, int, int], tuple[Learner, ...]]
+    reward_convention: str = "spar"
+    label: Callable[[Any], str] = lambda config: ""
+    record: Callable[[Any], dict[str, Any]] = lambda config: {}
+
+
+_RECTIFIERS = {"mlp": RectifyMLP, "proj": RectifyPROJ, "plas": RectifyPLAS}
+
+
+def _build_spar(config: SPARConfig, obs_dim: int, act_dim: int) -> tuple[Learner, ...]:
+    data, guide, gate = critic_subsets(
+        config.anchor.num_critics,
+        config.residual.data_critics,
+        config.residual.guide_critics,
+        config.gate.gate_critics,
+    )
+    rectifier = _RECTIFIERS[config.residual.variant](
+        config.residual, data, guide, config.gate, gate
+    )
+    return Anchor(config.anchor, obs_dim, act_dim), rectifier
+
+
+def _single(cls) -> Callable[[Any, int, int], tuple[Learner, ...]]:
+    return lambda config, obs_dim, act_dim: (cls(config, obs_dim, act_dim),)
+
+
+_ALGORITHMS = [
+    Algorithm(
+        name="spar",
+        summary="SPAR: BC anchor + critics, a residual, the value gate (Zhao et al. 2026)",
+        config=SPARConfig,
+        stages=("stage1", "stage2"),
+        build=_build_spar,
+        label=lambda c: f"SPAR-{c.residual.variant.upper()}",
+        record=lambda c: {"variant": c.residual.variant},
+    ),
+    Algorithm(
+        name="bc",
+        summary="behaviour cloning, deterministic, MSE (the anchor of SPAR alone)",
+        config=BCConfig,
+        stages=("train",),
+        build=_single(BC),
+        label=lambda c: "BC",
+    ),
+    Algorithm(
+        name="iql",
+        summary="Implicit Q-Learning (Kostrikov et al. 2022), its locomotion defaults",
+        config=IQLConfig,
+        stages=("train",),
+        build=_single(IQL),
+        reward_convention="iql",
+        label=lambda c: "IQL",
+    ),
+]
+
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in _ALGORITHMS}
+
+
+def algorithm(name: str) -> Algorithm:
+    """The registered algorithm `name`; a `ValueError` lists the known ones otherwise."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}.")
+    return ALGORITHMS[name]

@@ -1,0 +1,17 @@
+"""The thin trainer: loops, devices, checkpoints, logs and files around pure learners.
+
+- `_chunk`: the run axis (grid points x seeds) and the compiled chunk runner;
+- `_run`: the run loop, checkpoints and resume (`Trainer`);
+- `_results`: evaluation of stacked runs and the shape of `results.json`;
+- `_log`: `metrics.csv` and the learning-curve plot; `_checkpoint`: atomic files;
+- `_api`: `train` and `load_trained`.
+
+No module here names an algorithm: everything comes from `spar_eqx._registry`.
+"""
+
+from ._api import (
+    load_trained as load_trained,
+    output_folder_problem as output_folder_problem,
+    train as train,
+)
+from ._run import Trainer as Trainer

@@ -1,0 +1,136 @@
+"""`train` and `load_trained`: the Python entry points of the trainer."""
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from .._run_config import RunConfig
+from ._checkpoint import load_checkpoint
+from ._run import Trainer
+
+
+def output_folder_problem(out: Path, resume: bool) -> str | None:
+    """Why `out` cannot take a new run (None when it can)."""
+    if out.exists() and not out.is_dir():
+        return f"{out} exists and is not a folder"
+    if out.exists() and any(out.iterdir()) and not resume:
+        return (
+            f"{out} is not empty; pass --resume to continue the run in it, "
+            "or choose an empty folder"
+        )
+    probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not os.access(probe, os.W_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def train(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    coordinator: str | None = None,
+    num_processes: int = 1,
+    process_id: int = 0,
+):
+    """Train `config.algo` end to end and write `results.json`, `metrics.csv`, a plot and
+    checkpoints into `out`.
+
+    Every algorithm runs through the same loop: seeds (and, with `config.sweep`, every
+    grid point) on one vmapped axis, `config.log_every` updates per compiled call,
+    atomic checkpoints, exact resume, and a final evaluation of each deployed policy.
+
+    With `num_processes > 1`, this call is one of several processes started with
+    the same arguments and their own `process_id`, which meet at `coordinator`
+    (`host:port`) through `jax.distributed`. Each process trains its share of the
+    seeds and writes into `out/process-<id>/`; process 0 gathers every seed's
+    scores into `out/results.json`.
+
+    **Arguments:**
+
+    - `config`: the `RunConfig`.
+    - `out`: the run folder (empty, or a run to continue with `resume=True`).
+    - `resume`: continue from `out/checkpoints/latest.eqx` when it exists.
+    - `progress`: show a progress bar.
+    - `coordinator`, `num_processes`, `process_id`: a multi-process run.
+
+    **Returns:** the results dictionary (every seed's, in every process): per-seed
+    `scores` and `returns` under each deployed policy's name and `diagnostics`, or, with a
+    sweep, a `sweep` list of `{"params", "scores", "returns", "diagnostics"}`.
+    """
+    out = Path(out)
+    if num_processes > 1:
+        if coordinator is None:
+            raise ValueError(
+                "a multi-process run needs --coordinator HOST:PORT for jax.distributed."
+            )
+        if not 0 <= process_id < num_processes:
+            raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    run_dir = out if num_processes == 1 else out / f"process-{process_id}"
+    problem = output_folder_problem(run_dir, resume)
+    if problem:
+        raise ValueError(problem)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for folder in {out, run_dir}:
+        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    trainer = Trainer(
+        config, run_dir, progress=progress, process_index=process_id, process_count=num_processes
+    )
+    results = trainer.run(resume=resume)
+    if num_processes > 1 and process_id == 0:
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def load_trained(out: str | Path):
+    """Rebuild a finished run's trainer and its final states, stacked over all runs.
+
+    Works for single- and multi-process runs (the processes' seeds are concatenated).
+
+    **Arguments:** `out`, the folder of a finished run.
+
+    **Returns:** `(trainer, states)`: a `Trainer` over every seed, data loaded, and the
+    last stage's states; `trainer.policies(trainer.last_stage, states)` deploys them.
+    """
+    out = Path(out)
+    config = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
+    trainer = Trainer(config, out, progress=False)
+    trainer.prepare_data()
+    trainer.build()
+    parts = sorted(out.glob("process-*"), key=lambda p: int(p.name.split("-")[1]))
+    folders = parts or [out]
+    last = len(trainer.algorithm.stages)
+    states = []
+    for index, folder in enumerate(folders):
+        part = Trainer(
+            config, folder, progress=False, process_index=index, process_count=len(folders)
+        )
+        part.obs_dim, part.act_dim = trainer.obs_dim, trainer.act_dim  # the data, loaded once
+        part.build()
+        path = part.ckpt_dir / f"stage{last}.eqx"
+        if not path.exists():
+            raise ValueError(
+                f"{out} holds no finished run ({path} is missing); train it to the end first."
+            )
+        states.append(load_checkpoint(path, part.skeleton(last - 1))[1])
+    if len(states) == 1:
+        return trainer, states[0]
+    # Runs are point-major: put each grid point's seeds from every process together.
+    from ._chunk import run_axes
+
+    points, k = len(trainer.grid), trainer.num_local // len(folders)
+    axes = run_axes(states[0])
+
+    def merge(axis, *xs):
+        if axis != 0:
+            return xs[0]
+        per_point = [x.reshape(points, k, *x.shape[1:]) for x in xs]
+        return jnp.concatenate(per_point, axis=1).reshape(-1, *xs[0].shape[1:])
+
+    merged = jax.tree_util.tree_map(merge, axes, *states, is_leaf=lambda x: x is None)
+    return trainer, merged

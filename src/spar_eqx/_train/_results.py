@@ -1,0 +1,99 @@
+"""Evaluation of stacked runs and the shape of `results.json`, the same for every algorithm."""
+
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .._evaluation import evaluate
+from .._scores import ReferenceScores
+from ._chunk import take_runs
+
+
+class SeedStacked(eqx.Module):
+    """A policy stacked over seeds, acting on `seeds * episodes` observations at once.
+
+    Observation `i` belongs to the `i // episodes`-th seed; one jitted call serves
+    all seeds, so a vector env of every seed's episodes steps in lockstep. Seed
+    `s` acts with `fold_in(key, s)`.
+    """
+
+    policy: eqx.Module
+    seed_ids: tuple[int, ...] = eqx.field(static=True)
+
+    @eqx.filter_jit
+    def __call__(self, observations, key):
+        num = len(self.seed_ids)
+        obs = observations.reshape(num, -1, observations.shape[-1])
+        keys = jax.vmap(lambda s: jr.fold_in(key, s))(jnp.asarray(self.seed_ids))
+        actions = eqx.filter_vmap(lambda p, o, k: p(o, k))(self.policy, obs, keys)
+        return actions.reshape(observations.shape[0], -1)
+
+
+def evaluate_runs(
+    policies: dict[str, eqx.Module],
+    seed_ids: tuple[int, ...],
+    points: int,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    reference: ReferenceScores | None,
+    max_episode_steps: int | None,
+) -> list[dict[str, tuple[np.ndarray, np.ndarray | None]]]:
+    """Per grid point, per policy: `(mean return, mean score or None)` of each local seed.
+
+    `policies` are stacked over runs (`points * len(seed_ids)`, point-major). Seed `s`
+    plays episodes with env seeds `seed + s * episodes + e` at every grid point, whatever
+    process it runs in, so grid points and a plain run see the same episodes.
+    """
+    k = len(seed_ids)
+    out = []
+    for point in range(points):
+        row = {}
+        for name, policy in policies.items():
+            result = evaluate(
+                SeedStacked(take_runs(policy, point * k, (point + 1) * k), seed_ids),
+                env_id,
+                k * episodes,
+                seed + seed_ids[0] * episodes,
+                key=jr.key(seed),
+                reference=reference,
+                max_episode_steps=max_episode_steps,
+            )
+            returns = result.returns.reshape(k, episodes).mean(axis=1)
+            scores = None if result.scores is None else result.scores.reshape(k, -1).mean(axis=1)
+            row[name] = (returns, scores)
+        out.append(row)
+    return out
+
+
+def gather(values) -> list[float]:
+    """This process's per-seed values, concatenated over processes in seed order."""
+    values = np.asarray(values, np.float64)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        values = np.asarray(multihost_utils.process_allgather(values)).reshape(-1)
+    return [float(x) for x in values]
+
+
+def point_record(evaluated, diagnostics: dict[str, np.ndarray]) -> dict[str, Any]:
+    """`scores`, `returns` and `diagnostics` of one grid point, each per seed (all processes)."""
+    return {
+        "scores": {
+            name: None if scores is None else gather(scores)
+            for name, (_, scores) in evaluated.items()
+        },
+        "returns": {name: gather(returns) for name, (returns, _) in evaluated.items()},
+        "diagnostics": {name: gather(values) for name, values in diagnostics.items()},
+    }
+
+
+def grid_record(params: list[dict[str, float]], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The results of every grid point: the point itself for a plain run, else `sweep`."""
+    if not params[0]:
+        return records[0]
+    return {"sweep": [{"params": p, **r} for p, r in zip(params, records, strict=True)]}

@@ -1,0 +1,370 @@
+"""The run loop: data, learners, phases, checkpoints and resume, for any registered algorithm.
+
+Runs (grid points x seeds) are a leading axis on every state and learner (one compile
+for all of them); each compiled call runs `log_every` updates in a `lax.scan` that
+draws batch indices on the device. PRNG keys are derived from `(seed, phase, step)`,
+so a run resumed from a checkpoint continues with exactly the keys, and therefore the
+parameters, an uninterrupted run would have had; and every grid point trains with the
+keys of the plain run of the same seed.
+"""
+
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .._errors import TrainingError
+from .._evaluation import env_spaces
+from .._learner import Learner, Phase, TrainingBatch, hyperparameter_arrays
+from .._run_config import RunConfig
+from ..data import (
+    ObservationNormalizer,
+    OfflineDataset,
+    Transitions,
+    apply_reward_transform,
+    default_reward_transform,
+    load_dataset,
+)
+from ._checkpoint import load_checkpoint, read_header, save_checkpoint
+from ._chunk import init_states, run_axes, run_chunk, run_devices, shard_runs, stack
+from ._log import RunLog
+from ._results import evaluate_runs, grid_record, point_record
+
+LATEST = "latest.eqx"
+
+
+class Step(NamedTuple):
+    """One phase of one stage, with its place in the whole run."""
+
+    stage: int  # index into the algorithm's stages
+    index: int  # index of the phase within its stage
+    phase: Phase
+
+
+class Trainer:
+    """Runs every stage of `config.algo` for this process's seeds and every grid point.
+
+    With `process_count` processes, process `p` runs the contiguous seeds
+    `[p * k, (p + 1) * k)`, `k = seeds / process_count`. Every key derives from
+    the global seed id, so a seed's keys do not depend on how seeds are split.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out: Path,
+        *,
+        progress: bool = True,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        if config.seeds % process_count:
+            raise ValueError(
+                f"--seeds {config.seeds} cannot be split evenly over {process_count} processes; "
+                "use a multiple of the number of processes."
+            )
+        self.config = config
+        self.algorithm = config.algorithm
+        self.out = Path(out)
+        self.progress = progress
+        self.process_index, self.process_count = process_index, process_count
+        k = config.seeds // process_count
+        self.seed_ids = tuple(range(process_index * k, (process_index + 1) * k))
+        self.num_local = k
+        self.grid = config.grid()
+        self.num_runs = len(self.grid) * k
+        self.ckpt_dir = self.out / "checkpoints"
+
+    # ---- data
+
+    def prepare_data(self) -> None:
+        c = self.config
+        dataset: OfflineDataset = load_dataset(c.dataset)
+        env_id = c.env_id or dataset.env_id
+        obs_dim, act_dim, low, high = env_spaces(env_id)
+        t = dataset.transitions
+        if (t.obs_dim, t.act_dim) != (obs_dim, act_dim):
+            raise ValueError(
+                f"dataset {dataset.name!r} has {t.obs_dim}-d observations and {t.act_dim}-d "
+                f"actions but {env_id} has {obs_dim} and {act_dim}; pass the env the data "
+                "came from with --env."
+            )
+        if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
+            raise ValueError(
+                f"{env_id}'s action space is [{low}, {high}]; the policies act in [-1, 1] "
+                "(SPAR's Table 7), so use an environment with a normalised action space."
+            )
+        transform = c.reward_transform or default_reward_transform(
+            env_id, self.algorithm.reward_convention
+        )
+        dataset = apply_reward_transform(dataset, transform)
+        self.dataset, self.env_id, self.reward_transform = dataset, env_id, transform
+        self.normalizer = ObservationNormalizer.from_transitions(dataset.transitions)
+        t = dataset.transitions
+        normalised = Transitions(
+            observations=jax.vmap(self.normalizer)(t.observations),
+            actions=t.actions,
+            rewards=t.rewards,
+            next_observations=jax.vmap(self.normalizer)(t.next_observations),
+            terminals=t.terminals,
+            timeouts=t.timeouts,
+        )
+        self.data = TrainingBatch.from_transitions(normalised)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+
+    # ---- learners and phases
+
+    def build(self) -> None:
+        """The learners of every stage, stacked over runs (grid point-major), and the phases."""
+        per_point = [
+            self.algorithm.build(hyper, self.obs_dim, self.act_dim) for _, hyper in self.grid
+        ]
+        stacked = []
+        for stage in range(len(self.algorithm.stages)):
+            runs = [hyperparameter_arrays(per_point[p][stage]) for p in range(len(self.grid))]
+            stacked.append(stack([runs[r // self.num_local] for r in range(self.num_runs)]))
+        self.learners: list[Learner] = stacked
+        template = per_point[0]
+        self.steps = [
+            Step(stage, index, phase)
+            for stage, learner in enumerate(template)
+            for index, phase in enumerate(learner.phases(self.config.steps[stage]))
+        ]
+        seeds = jnp.asarray([self.seed_ids[r % self.num_local] for r in range(self.num_runs)])
+        self.run_keys = jax.vmap(jr.key)(seeds)
+
+    def init_stage(self, stage: int, previous=None):
+        keys = jax.vmap(lambda k: jr.fold_in(k, stage))(self.run_keys)
+        return init_states(self.learners[stage], keys, previous)
+
+    def skeleton(self, stage: int):
+        """States of the right structure for `stage` (to deserialise a checkpoint into)."""
+        states = self.init_stage(0)
+        for s in range(1, stage + 1):
+            states = self.init_stage(s, states)
+        return states
+
+    def _chunk_keys(self, step_index: int, step: int):
+        return jax.vmap(lambda k: jr.fold_in(jr.fold_in(k, 100 + step_index), step))(self.run_keys)
+
+    # ---- checkpoints
+
+    def _save(self, name: str, step_index: int, step: int, states, log: RunLog) -> None:
+        header = {
+            "phase": step_index,
+            "stage": self.steps[step_index].stage,
+            "step": step,
+            "config": self.config.to_dict(),
+            "log": log.to_json(),
+        }
+        save_checkpoint(self.ckpt_dir / name, header, states)
+
+    def _restore(self):
+        path = self.ckpt_dir / LATEST
+        header = read_header(path)
+        if header["config"] != self.config.to_dict():
+            raise ValueError(
+                f"{path} was written by a run with a different configuration; resume with the "
+                "same options, or start afresh in an empty folder."
+            )
+        stage = self.steps[header["phase"]].stage
+        _, states = load_checkpoint(path, self.skeleton(stage))
+        return header["phase"], header["step"], states, RunLog.from_json(header["log"])
+
+    # ---- evaluation
+
+    def policies(self, stage: int, states, *, periodic: bool = False):
+        """The stage's deployable policies, stacked over runs."""
+
+        def build(learner, state):
+            if periodic:
+                return learner.periodic_policies(state, self.normalizer)
+            return learner.policies(state, self.normalizer)
+
+        # Built under vmap so that the shared normaliser gets the run axis too.
+        return eqx.filter_vmap(build, in_axes=(eqx.if_array(0), run_axes(states)))(
+            self.learners[stage], states
+        )
+
+    def evaluate(self, policies, seed: int, episodes: int | None = None):
+        """`evaluate_runs` of stacked `policies` with this run's environment and settings."""
+        c = self.config
+        return evaluate_runs(
+            policies,
+            self.seed_ids,
+            len(self.grid),
+            self.env_id,
+            episodes or c.eval_episodes,
+            seed,
+            self.dataset.reference,
+            c.eval_max_episode_steps,
+        )
+
+    def diagnostics(self, states) -> list[dict[str, np.ndarray]]:
+        """The last stage's diagnostics per grid point, each `(local seeds,)`, on dataset states."""
+        obs = self.dataset.transitions.observations
+        count = min(self.config.acceptance_states, obs.shape[0])
+        obs = obs[np.round(np.linspace(0, obs.shape[0] - 1, count)).astype(np.int64)]
+        keys = jax.vmap(lambda k: jr.fold_in(jr.key(12345), k))(
+            jnp.asarray([self.seed_ids[r % self.num_local] for r in range(self.num_runs)])
+        )
+        stage = len(self.algorithm.stages) - 1
+        measure = eqx.filter_vmap(
+            lambda learner, state, key: learner.diagnostics(state, self.normalizer, obs, key),
+            in_axes=(eqx.if_array(0), run_axes(states), 0),
+        )
+        values = {k: np.asarray(v) for k, v in measure(self.learners[stage], states, keys).items()}
+        k = self.num_local
+        return [
+            {n: v[p * k : (p + 1) * k] for n, v in values.items()} for p in range(len(self.grid))
+        ]
+
+    def final_record(
+        self, states, seed: int = 10_000, episodes: int | None = None
+    ) -> tuple[dict[str, Any], list]:
+        """Scores, returns and diagnostics of the final policies (per grid point with a sweep),
+        and the raw per-point evaluations."""
+        stage = len(self.algorithm.stages) - 1
+        evaluated = self.evaluate(self.policies(stage, states), seed, episodes)
+        diagnostics = self.diagnostics(states)
+        records = [point_record(e, d) for e, d in zip(evaluated, diagnostics, strict=True)]
+        return grid_record([params for params, _ in self.grid], records), evaluated
+
+    # ---- main loop
+
+    def run(self, *, resume: bool = False) -> dict[str, Any]:
+        c = self.config
+        started = time.perf_counter()
+        self.prepare_data()
+        self.build()
+        if resume and (self.ckpt_dir / LATEST).exists():
+            start, step, states, log = self._restore()
+        else:
+            start, step, states, log = 0, 0, self.init_stage(0), RunLog()
+        states = shard_runs(states, self.num_runs)
+        learners = [shard_runs(lr, self.num_runs, jax.tree_util.tree_map(lambda _: 0, lr))
+                    for lr in self.learners]  # fmt: skip
+        total = sum(s.phase.steps for s in self.steps)
+        bar = _progress(total, self.progress)
+        bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
+        stage_names = self.algorithm.stages
+
+        for i in range(start, len(self.steps)):
+            stage, _, phase = self.steps[i]
+            if i > start or step == 0:
+                step = 0
+                if i > 0 and self.steps[i - 1].stage != stage:
+                    save_checkpoint(self.ckpt_dir / f"stage{stage}.eqx", {"phase": i - 1}, states)
+                    states = shard_runs(self.init_stage(stage, states), self.num_runs)
+            offset = sum(s.phase.steps for s in self.steps[:i])
+            while step < phase.steps:
+                size = min(c.log_every, phase.steps - step)
+                states, metrics = run_chunk(
+                    learners[stage],
+                    states,
+                    self.data,
+                    self._chunk_keys(i, step),
+                    stage_steps=c.steps[stage],
+                    phase=self.steps[i].index,
+                    num_steps=size,
+                    batch_size=c.batch_size,
+                )
+                metrics = {k: np.asarray(v) for k, v in metrics.items()}
+                self._check_finite(metrics, i, step)
+                step += size
+                log.add_losses(
+                    stage_names[stage], phase.name, offset + step, self._run_labels(), metrics
+                )
+                if c.eval_every and step % c.eval_every == 0 and step < phase.steps:
+                    if phase.evaluate:
+                        self._periodic_eval(stage, states, offset + step, log, periodic=True)
+                if step % c.checkpoint_every == 0 or step == phase.steps:
+                    self._save(LATEST, i, step, states, log)
+                bar.update(size)
+                bar.set_postfix(log.postfix(), refresh=False)
+            last_of_stage = i + 1 == len(self.steps) or self.steps[i + 1].stage != stage
+            if last_of_stage and stage + 1 < len(stage_names):
+                self._periodic_eval(stage, states, offset + step, log, periodic=False)
+        bar.close()
+        save_checkpoint(
+            self.ckpt_dir / f"stage{len(stage_names)}.eqx", {"phase": len(self.steps) - 1}, states
+        )
+        record, evaluated = self.final_record(states)
+        for point, row in enumerate(evaluated):
+            for name, (returns, scores) in row.items():
+                for i, seed in enumerate(self.seed_ids):
+                    log.add_eval(
+                        "final", name, total, self._label(point, seed), returns[i],
+                        None if scores is None else scores[i],
+                    )  # fmt: skip
+        results = self.results_header(time.perf_counter() - started) | record
+        log.write(self.out, results)
+        return results
+
+    def results_header(self, seconds: float) -> dict[str, Any]:
+        """What `results.json` says about the run, before its scores."""
+        c = self.config
+        return {
+            "algo": c.algo,
+            "label": self.algorithm.label(c.hyperparameters),
+            **self.algorithm.record(c.hyperparameters),
+            "dataset": self.dataset.name,
+            "env_id": self.env_id,
+            "seeds": list(range(c.seeds)),
+            "processes": self.process_count,
+            "steps": dict(zip(self.algorithm.stages, c.steps, strict=True)),
+            "wall_clock_seconds": seconds,
+            "reward_transform": self.reward_transform,
+            "devices": [str(d) for d in jax.devices()],
+            "seed_sharding": run_devices(self.num_runs),
+            "config": c.to_dict(),
+        }
+
+    def _label(self, point: int, seed: int) -> dict[str, int]:
+        return {"seed": seed, "point": point} if self.config.sweep else {"seed": seed}
+
+    def _run_labels(self) -> list[dict[str, int]]:
+        k = self.num_local
+        return [self._label(r // k, self.seed_ids[r % k]) for r in range(self.num_runs)]
+
+    def _periodic_eval(self, stage: int, states, step: int, log: RunLog, *, periodic: bool):
+        policies = self.policies(stage, states, periodic=periodic)
+        for point, row in enumerate(self.evaluate(policies, seed=10_000)):
+            for name, (returns, scores) in row.items():
+                for i, seed in enumerate(self.seed_ids):
+                    log.add_eval(
+                        self.algorithm.stages[stage], name, step, self._label(point, seed),
+                        returns[i], None if scores is None else scores[i],
+                    )  # fmt: skip
+
+    def _check_finite(self, metrics, step_index: int, step: int) -> None:
+        stage, _, phase = self.steps[step_index]
+        checkpoint = self.ckpt_dir / LATEST
+        for name, values in metrics.items():
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row, column = np.argwhere(bad)[0]
+                label = self._run_labels()[column]
+                where = ", ".join(f"{k} {v}" for k, v in label.items())
+                kept = (
+                    f"the last good checkpoint is {checkpoint}"
+                    if checkpoint.exists()
+                    else "no checkpoint had been written yet"
+                )
+                raise TrainingError(
+                    f"non-finite {name} ({values[row, column]}) in {self.algorithm.name} "
+                    f"{self.algorithm.stages[stage]} ({phase.name}), step {step + row + 1} of "
+                    f"{phase.steps}, {where}; training stopped and {kept}. Lower the learning "
+                    "rate or check the dataset for extreme values."
+                )
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
