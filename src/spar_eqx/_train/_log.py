@@ -76,40 +76,61 @@ def _title(results: dict[str, Any]) -> str:
     return f"{results['label']} on {results['dataset']} ({len(results['seeds'])} seeds)"
 
 
+_LABELS = ("stage", "phase", "step", "seed", "point", "policy")
+
+
 def plot_learning_curves(log: RunLog, path: Path, title: str = "") -> None:
-    """Losses over training (left) and evaluation scores or returns (right), mean over seeds."""
+    """One panel per logged quantity (mean over seeds, per phase), then the evaluations.
+
+    The evaluation panel shows each policy's normalised score (or return) with the seeds'
+    standard deviation, one line per grid point in a sweep, and the final score of the
+    anchor (`"base"`), when there is one, as a dashed level to beat.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
-    for key in ("bc_loss", "q_loss", "v_loss", "loss"):
+    keys: list[str] = []
+    for row in log.losses:
+        keys.extend(k for k in row if k not in _LABELS and k not in keys)
+    panels = len(keys) + 1
+    cols = min(4, panels)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, key in zip(flat, keys, strict=False):
         for phase in sorted({r["phase"] for r in log.losses if key in r}):
-            rows = [r for r in log.losses if r["phase"] == phase and key in r]
-            steps = sorted({r["step"] for r in rows})
-            means = [np.mean([r[key] for r in rows if r["step"] == s]) for s in steps]
-            ax_loss.plot(steps, means, label=f"{phase}: {key}")
-    ax_loss.set_yscale("symlog", linthresh=1e-3)
-    ax_loss.set_xlabel("update step")
-    ax_loss.set_title("training losses (mean over seeds)")
-    if log.losses:
-        ax_loss.legend(fontsize="small")
+            rows_ = [r for r in log.losses if r["phase"] == phase and key in r]
+            steps = sorted({r["step"] for r in rows_})
+            means = [np.mean([r[key] for r in rows_ if r["step"] == s]) for s in steps]
+            ax.plot(steps, means, label=phase)
+        ax.set_title(key)
+        ax.set_xlabel("update step")
+        if "loss" in key:
+            ax.set_yscale("symlog", linthresh=1e-3)
+        ax.legend(fontsize="x-small")
+    ax_eval = flat[len(keys)]
     use_score = all(r["score"] is not None for r in log.evals) and bool(log.evals)
-    key = "score" if use_score else "return"
+    value = "score" if use_score else "return"
     curves = sorted({(r["policy"], r.get("point", -1)) for r in log.evals})
     for policy, point in curves:
-        rows = [r for r in log.evals if (r["policy"], r.get("point", -1)) == (policy, point)]
-        steps = sorted({r["step"] for r in rows})
-        means = np.array([np.mean([r[key] for r in rows if r["step"] == s]) for s in steps])
-        stds = np.array([np.std([r[key] for r in rows if r["step"] == s]) for s in steps])
+        rows_ = [r for r in log.evals if (r["policy"], r.get("point", -1)) == (policy, point)]
+        steps = sorted({r["step"] for r in rows_})
+        means = np.array([np.mean([r[value] for r in rows_ if r["step"] == s]) for s in steps])
+        stds = np.array([np.std([r[value] for r in rows_ if r["step"] == s]) for s in steps])
         label = policy if point < 0 else f"{policy}, grid point {point}"
         ax_eval.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=label)
+    anchor = [r[value] for r in log.evals if r["policy"] == "base" and r["stage"] == "final"]
+    if anchor:
+        ax_eval.axhline(np.mean(anchor), color="grey", linestyle="--", label="BC anchor (final)")
     ax_eval.set_xlabel("update step")
     ax_eval.set_title("normalised score (x100)" if use_score else "episode return")
     if log.evals:
-        ax_eval.legend(fontsize="small")
+        ax_eval.legend(fontsize="x-small")
+    for ax in flat[panels:]:
+        ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)

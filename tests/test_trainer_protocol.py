@@ -1,0 +1,204 @@
+"""The trainer drives any `Learner` through the registry: a toy algorithm with a known answer,
+sweeps in one compile, grid points equal to plain runs, and the generated command line."""
+
+import json
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import Array, Float, Int
+
+import spar_eqx
+from spar_eqx import Learner, Phase, RunConfig, TrainingBatch
+from spar_eqx._cli import main
+from spar_eqx._hyper import Scalar, check_open_unit, hyper, hyperparameters
+from spar_eqx._registry import ALGORITHMS, Algorithm
+from spar_eqx._run_config import sweep_names
+from spar_eqx._train import load_trained
+
+from .test_train import TINY, _write_hopper_hdf5
+
+TRACES = {"count": 0}
+
+
+class ToyConfig(eqx.Module):
+    rate: Scalar = hyper(0.1, "--rate", "step size towards the batch's mean action")
+    batch_size: int = hyper(32, "--batch-size", "transitions per update", static=True)
+
+    def __check_init__(self):
+        check_open_unit(rate=self.rate)
+
+
+class ToyState(eqx.Module):
+    mean: Float[Array, " act_dim"]
+    step: Int[Array, ""]
+
+
+class ToyPolicy(eqx.Module):
+    mean: Float[Array, " act_dim"]
+
+    def __call__(self, observations, key):
+        return jnp.broadcast_to(
+            jnp.clip(self.mean, -1, 1), (observations.shape[0], *self.mean.shape)
+        )
+
+
+class Toy(Learner):
+    """`mean <- mean + rate * (batch mean action - mean)`: converges to the data's mean action."""
+
+    config: ToyConfig
+    obs_dim: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+
+    def init(self, key, previous=None):
+        return ToyState(jnp.zeros(self.act_dim), jnp.zeros((), jnp.int32))
+
+    def phases(self, steps):
+        return (Phase("toy", self.update, steps),)
+
+    def update(self, state: ToyState, batch: TrainingBatch, key):
+        TRACES["count"] += 1  # runs once per trace, not per step
+        target = jnp.mean(batch.actions, axis=0)
+        mean = state.mean + self.config.rate * (target - state.mean)
+        return ToyState(mean, state.step + 1), {"gap": jnp.mean(jnp.abs(target - mean))}
+
+    def policies(self, state, normalizer):
+        return {"toy": ToyPolicy(state.mean)}
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    entry = Algorithm(
+        name="toy",
+        summary="a test learner",
+        config=ToyConfig,
+        stages=("train",),
+        build=lambda config, obs_dim, act_dim: (Toy(config, obs_dim, act_dim),),
+        label=lambda config: "Toy",
+    )
+    monkeypatch.setitem(ALGORITHMS, "toy", entry)
+    TRACES["count"] = 0
+    return entry
+
+
+@pytest.fixture(scope="module")
+def hopper_file(tmp_path_factory):
+    return _write_hopper_hdf5(tmp_path_factory.mktemp("data") / "hopper.hdf5")
+
+
+def _toy_config(dataset, **fields):
+    base = dict(
+        algo="toy",
+        dataset=str(dataset),
+        steps=(60,),
+        seeds=2,
+        eval_episodes=1,
+        eval_max_episode_steps=5,
+        log_every=20,
+        checkpoint_every=20,
+    )
+    return RunConfig(**(base | fields))
+
+
+def test_a_new_learner_trains_through_the_registry_with_one_trace(toy, hopper_file, tmp_path):
+    config = _toy_config(hopper_file, sweep=(("rate", (0.05, 0.2, 0.5)),))
+    results = spar_eqx.train(config, tmp_path / "toy", progress=False)
+    # Three grid points x two seeds, three chunks: one trace of the update for all of them.
+    assert TRACES["count"] == 1
+    assert [p["params"] for p in results["sweep"]] == [{"rate": r} for r in (0.05, 0.2, 0.5)]
+    assert results["algo"] == "toy" and results["label"] == "Toy"
+    trainer, states = load_trained(tmp_path / "toy")
+    means = np.asarray(states.mean).reshape(3, 2, -1)
+    data_mean = np.asarray(trainer.data.actions).mean(axis=0)
+    # Known answer: after T steps from 0 the estimate is (1 - (1 - rate)^T) of the mean
+    # action, up to minibatch noise, which a larger rate feels more.
+    for point, rate in enumerate((0.05, 0.2, 0.5)):
+        expected = (1 - (1 - rate) ** 60) * data_mean
+        np.testing.assert_allclose(means[point], np.stack([expected] * 2), atol=0.1 + rate / 2)
+    assert np.abs(means[0]).sum() < np.abs(means[2]).sum()  # a slow rate is still far from it
+
+
+def test_grid_points_share_the_plain_run_keys(toy, hopper_file, tmp_path):
+    plain = spar_eqx.train(_toy_config(hopper_file), tmp_path / "plain", progress=False)
+    swept = _toy_config(hopper_file, sweep=(("rate", (0.3, 0.1)),))
+    spar_eqx.train(swept, tmp_path / "swept", progress=False)
+    _, plain_states = load_trained(tmp_path / "plain")
+    _, swept_states = load_trained(tmp_path / "swept")
+    # Grid point 1 (rate 0.1, the default) is the plain run: same batches, same updates.
+    np.testing.assert_allclose(swept_states.mean[2:], plain_states.mean, rtol=1e-6)
+    assert (
+        plain["scores"]["toy"]
+        == json.loads((tmp_path / "plain" / "results.json").read_text())["scores"]["toy"]
+    )
+
+
+def test_sweep_refusals_name_what_can_be_swept(hopper_file):
+    with pytest.raises(ValueError, match="hidden"):
+        RunConfig(algo="spar", sweep=(("hidden", (64.0, 128.0)),))
+    with pytest.raises(ValueError, match="swept twice"):
+        RunConfig(sweep=(("lambda_g", (0.1,)), ("lambda-g", (0.2,))))
+    with pytest.raises(ValueError, match="grid point"):
+        RunConfig(sweep=(("temperature", (1.0, -1.0)),))
+    assert sweep_names("spar")["lambda_u"] == ("residual.lambda_u", "gate.lambda_u")
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_every_algorithm_float_is_a_leaf_and_every_field_has_a_flag(name):
+    entry = ALGORITHMS[name]
+    config = entry.config()
+    learners = entry.build(config, 11, 3)
+    assert len(learners) == len(entry.stages)
+    assert all(isinstance(learner, Learner) for learner in learners)
+    for h in hyperparameters(entry.config):
+        assert h.flag is None or h.flag.startswith("--"), h
+        if h.kind is float and not h.static:
+            assert h.path in sweep_names(name)
+    # Float hyperparameters are leaves of the learners (what a sweep stacks).
+    leaves = jax.tree_util.tree_leaves(learners)
+    assert leaves and all(isinstance(x, float | int) or eqx.is_array(x) for x in leaves)
+
+
+def test_help_lists_each_algorithms_flags_and_refuses_foreign_ones(capsys, tmp_path):
+    for name in ALGORITHMS:
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--algo", name, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert f"hyperparameters of --algo {name}" in out and "--batch-size" in out
+        for other in ALGORITHMS:
+            assert other in out  # the epilog lists every algorithm
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--algo", "bc", "--out", str(tmp_path / "x"), "--lambda-g", "1"])
+    assert info.value.code == 2
+    assert (
+        "--lambda-g is not an option of --algo bc (it belongs to spar)" in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "x"), "--steps", "10"])
+    assert "--steps is not an option of --algo spar" in capsys.readouterr().err
+    assert main(["train", "--algo", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown --algo 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_spar_grid_of_one_point_is_bit_for_bit_the_plain_run(tmp_path, hopper_file):
+    def run(out: Path, *extra: str):
+        args = ["train", "--dataset", str(hopper_file), "--out", str(out), "--variant", "mlp"]
+        assert main([*args, *TINY, *extra]) == 0
+        return json.loads((out / "results.json").read_text())
+
+    plain = run(tmp_path / "plain")
+    one = run(tmp_path / "one", "--sweep", "lambda_g=0.5")
+    (point,) = one["sweep"]
+    assert point["params"] == {"lambda_g": 0.5}
+    assert point["scores"] == plain["scores"] and point["diagnostics"] == plain["diagnostics"]
+    a = (tmp_path / "plain" / "checkpoints" / "stage2.eqx").read_bytes()
+    b = (tmp_path / "one" / "checkpoints" / "stage2.eqx").read_bytes()
+    assert a == b
+    # `evaluate` on a swept run reports every grid point.
+    assert main(["evaluate", str(tmp_path / "one")]) == 0
+    again = json.loads((tmp_path / "one" / "evaluation.json").read_text())
+    assert again["sweep"][0]["scores"] == point["scores"]
