@@ -77,7 +77,7 @@ def table(out: Path) -> str:
                 f"| SPAR-{variant.upper()}: {label} | {_cell(scores)} | "
                 f"{', '.join(f'{s:.1f}' for s in scores)} | {minutes:.1f} min |"
             )
-        acc = np.mean(r["gate_acceptance"])
+        acc = np.mean(r["diagnostics"]["gate_acceptance"])
         lines.append(f"| SPAR-{variant.upper()}: gate acceptance | {acc:.3f} | | |")
     lines += ["", "| paper, hopper-medium-replay-v2 | score |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in PAPER_HOPPER_MR.items()]

@@ -25,10 +25,18 @@ from ._evaluation import (
 from ._gate import GateDecision as GateDecision, gate as gate
 from ._learner import Learner as Learner, Phase as Phase, TrainingBatch as TrainingBatch
 from ._learners.anchor import Anchor as Anchor, AnchorState as AnchorState
+from ._learners.bc import BC as BC, BCConfig as BCConfig, BCState as BCState
+from ._learners.iql import IQL as IQL, IQLConfig as IQLConfig, IQLState as IQLState
+from ._learners.rebrac import (
+    ReBRAC as ReBRAC,
+    ReBRACConfig as ReBRACConfig,
+    ReBRACState as ReBRACState,
+)
 from ._learners.rectify_common import FrozenAnchor as FrozenAnchor, Rectifier as Rectifier
 from ._learners.rectify_mlp import MLPState as MLPState, RectifyMLP as RectifyMLP
 from ._learners.rectify_plas import PLASState as PLASState, RectifyPLAS as RectifyPLAS
 from ._learners.rectify_proj import PROJState as PROJState, RectifyPROJ as RectifyPROJ
+from ._learners.td3bc import TD3BC as TD3BC, TD3BCConfig as TD3BCConfig, TD3BCState as TD3BCState
 from ._losses import (
     bc_loss as bc_loss,
     bc_nll_loss as bc_nll_loss,
@@ -51,13 +59,14 @@ from ._policy import (
     SPARPolicy as SPARPolicy,
 )
 from ._presets import PRESETS as PRESETS, preset_overrides as preset_overrides
+from ._registry import ALGORITHMS as ALGORITHMS, Algorithm as Algorithm
 from ._residual import (
     LatentPolicy as LatentPolicy,
     ResidualCVAE as ResidualCVAE,
     ResidualMLP as ResidualMLP,
     polyak as polyak,
 )
-from ._run_config import RunConfig as RunConfig
+from ._run_config import RunConfig as RunConfig, sweep_names as sweep_names
 from ._scores import (
     ReferenceScores as ReferenceScores,
     normalized_score as normalized_score,

@@ -27,6 +27,8 @@ class CriticEnsemble(eqx.Module):
     Built with `eqx.filter_vmap` over `M` keys and applied with
     `eqx.filter_vmap(in_axes=(eqx.if_array(0), None, None))`: there is no Python
     loop over members, so an ensemble of 10 costs one batched matmul per layer.
+    `layer_norm=True` gives every member LayerNorm hidden layers (see `QNetwork`; ReBRAC's
+    critics); the default is the plain MLP.
     """
 
     members: QNetwork
@@ -40,10 +42,11 @@ class CriticEnsemble(eqx.Module):
         depth: int = 2,
         *,
         key: PRNGKeyArray,
+        layer_norm: bool = False,
     ):
         if num_members < 1:
             raise ValueError(f"num_members must be at least 1, got {num_members}.")
-        make = lambda k: QNetwork(obs_dim, act_dim, width, depth, key=k)
+        make = lambda k: QNetwork(obs_dim, act_dim, width, depth, key=k, layer_norm=layer_norm)
         self.members = eqx.filter_vmap(make)(jr.split(key, num_members))
 
     def __check_init__(self):
@@ -67,6 +70,11 @@ class CriticEnsemble(eqx.Module):
     @property
     def act_dim(self) -> int:
         return self.members.act_dim
+
+    @property
+    def layer_norm(self) -> bool:
+        """Whether the members normalise their hidden layers (a static field of `QNetwork`)."""
+        return self.members.layer_norm
 
     def __call__(
         self, obs: Float[Array, " obs_dim"], action: Float[Array, " act_dim"]

@@ -14,6 +14,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 _LOG_STD_MIN = -5.0
 _LOG_STD_MAX = 2.0
 _TANH_EPS = 1e-6
+_LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default, as in the ReBRAC reference
 
 
 def _mlp(
@@ -143,20 +144,54 @@ class ValueNetwork(eqx.Module):
 
 
 class QNetwork(eqx.Module):
-    """`Q(s, a)`: a scalar per state-action pair (one member of a `CriticEnsemble`)."""
+    """`Q(s, a)`: a scalar per state-action pair (one member of a `CriticEnsemble`).
+
+    With `layer_norm=True` every hidden layer is `LayerNorm(ReLU(Linear(x)))`, the
+    critic of ReBRAC (Tarasov et al. 2023; the order of the CORL / ReBRAC reference
+    code: Dense, ReLU, LayerNorm). The linear layers are built from `key` exactly as
+    without layer norm, so the two options share their initial weights; each LayerNorm
+    starts at unit scale and zero shift.
+
+    **Arguments:**
+
+    - `obs_dim`, `act_dim`: sizes of `s` and `a`.
+    - `width`, `depth`: hidden width and number of hidden layers (256 and 2 by default).
+    - `layer_norm`: whether to normalise each hidden layer (default False: a plain MLP).
+    - `key`: the initialisation key.
+    """
 
     mlp: eqx.nn.MLP
+    norms: tuple[eqx.nn.LayerNorm, ...]
     obs_dim: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
+    layer_norm: bool = eqx.field(static=True)
 
     def __init__(
-        self, obs_dim: int, act_dim: int, width: int = 256, depth: int = 2, *, key: PRNGKeyArray
+        self,
+        obs_dim: int,
+        act_dim: int,
+        width: int = 256,
+        depth: int = 2,
+        *,
+        key: PRNGKeyArray,
+        layer_norm: bool = False,
     ):
         _check_sizes(obs_dim=obs_dim, act_dim=act_dim, width=width, depth=depth)
         self.mlp = _mlp(obs_dim + act_dim, "scalar", width, depth, key)
+        self.layer_norm = bool(layer_norm)
+        self.norms = (
+            tuple(eqx.nn.LayerNorm(width, eps=_LAYER_NORM_EPS) for _ in range(depth))
+            if self.layer_norm
+            else ()
+        )
         self.obs_dim, self.act_dim = obs_dim, act_dim
 
     def __call__(
         self, obs: Float[Array, " obs_dim"], action: Float[Array, " act_dim"]
     ) -> Float[Array, ""]:
-        return self.mlp(jnp.concatenate([obs, action]))
+        x = jnp.concatenate([obs, action])
+        if not self.layer_norm:
+            return self.mlp(x)
+        for linear, norm in zip(self.mlp.layers[:-1], self.norms, strict=True):
+            x = norm(jax.nn.relu(linear(x)))
+        return self.mlp.layers[-1](x)

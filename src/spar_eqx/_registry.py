@@ -13,9 +13,11 @@ from ._learner import Learner
 from ._learners.anchor import Anchor
 from ._learners.bc import BC, BCConfig
 from ._learners.iql import IQL, IQLConfig
+from ._learners.rebrac import ReBRAC, ReBRACConfig
 from ._learners.rectify_mlp import RectifyMLP
 from ._learners.rectify_plas import RectifyPLAS
 from ._learners.rectify_proj import RectifyPROJ
+from ._learners.td3bc import TD3BC, TD3BCConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +91,24 @@ _ALGORITHMS = [
         config=IQLConfig,
         stages=("train",),
         build=_single(IQL),
-        reward_convention="iql",
+        reward_convention=IQL.REWARD_CONVENTION,
         label=lambda c: "IQL",
+    ),
+    Algorithm(
+        name="td3bc",
+        summary="TD3+BC (Fujimoto and Gu 2021), its published defaults",
+        config=TD3BCConfig,
+        stages=("train",),
+        build=_single(TD3BC),
+        label=lambda c: "TD3+BC",
+    ),
+    Algorithm(
+        name="rebrac",
+        summary="ReBRAC (Tarasov et al. 2023), hopper-medium-replay's locomotion settings",
+        config=ReBRACConfig,
+        stages=("train",),
+        build=_single(ReBRAC),
+        label=lambda c: "ReBRAC",
     ),
 ]
 

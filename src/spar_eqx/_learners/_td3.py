@@ -1,0 +1,194 @@
+"""TD3 machinery shared by the TD3+BC and ReBRAC baselines.
+
+Both learners are TD3 (Fujimoto et al. 2018) with a behaviour penalty: target-policy
+smoothing, the clipped double-Q target, and a delayed actor whose step also Polyak-averages
+the target actor and the target critics. This module holds those pieces once; each learner
+supplies only its critic target and its actor loss.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._ensemble import CriticEnsemble
+from .._hyper import Scalar
+from .._networks import DeterministicPolicy
+from .._optim import apply_grads
+from .._residual import polyak
+from ..data._transitions import Transitions
+
+Metrics = dict[str, Float[Array, ""]]
+
+
+def frozen(module):
+    """`module` with `stop_gradient` on every inexact array leaf (its other leaves untouched)."""
+    params, static = eqx.partition(module, eqx.is_inexact_array)
+    return eqx.combine(jax.lax.stop_gradient(params), static)
+
+
+def smoothed_target_actions(
+    target_actor: DeterministicPolicy,
+    next_observations: Float[Array, "n obs_dim"],
+    key: PRNGKeyArray,
+    policy_noise: Scalar,
+    noise_clip: Scalar,
+) -> Float[Array, "n act_dim"]:
+    """Target-policy smoothing: `a' = clip(pi'(s') + clip(sigma * eps, -c, c), -m, m)`.
+
+    **Arguments:**
+
+    - `target_actor`: the target policy `pi'` (its `max_action` is the bound `m`).
+    - `next_observations`: the batch's `s'`.
+    - `key`: draws `eps ~ N(0, I)`, one per row and action dimension.
+    - `policy_noise`: `sigma` (0 switches the smoothing off: `a' = pi'(s')`).
+    - `noise_clip`: `c`.
+
+    **Returns:** the smoothed next actions `a'`, one row per `s'`.
+    """
+    actions = jax.vmap(target_actor)(next_observations)
+    noise = policy_noise * jr.normal(key, actions.shape, actions.dtype)
+    noise = jnp.clip(noise, -noise_clip, noise_clip)
+    bound = target_actor.max_action
+    return jnp.clip(actions + noise, -bound, bound)
+
+
+def clipped_double_q_target(
+    target_critic: CriticEnsemble,
+    batch: Transitions,
+    next_actions: Float[Array, "n act_dim"],
+    gamma: Scalar,
+    penalty: Float[Array, " n"] | None = None,
+) -> Float[Array, " n"]:
+    """`y = r + gamma (1 - terminal) (min_i Q'_i(s', a') - penalty)`, stop-gradiented.
+
+    **Arguments:**
+
+    - `target_critic`: the target critics `Q'_i` (the minimum runs over all members).
+    - `batch`: supplies `r`, `s'` and the terminal flags (timeouts still bootstrap).
+    - `next_actions`: `a'`, e.g. from `smoothed_target_actions`.
+    - `gamma`: the discount.
+    - `penalty`: subtracted from the bootstrapped value per row (ReBRAC's critic
+      behaviour penalty); None for plain TD3.
+
+    **Returns:** the regression target of every critic.
+    """
+    q_next = jnp.min(jax.vmap(target_critic)(batch.next_observations, next_actions), axis=-1)
+    if penalty is not None:
+        q_next = q_next - penalty
+    not_done = 1.0 - batch.terminals.astype(jnp.float32)
+    return jax.lax.stop_gradient(batch.rewards + gamma * not_done * q_next)
+
+
+def critic_regression(
+    critic: CriticEnsemble,
+    observations: Float[Array, "n obs_dim"],
+    actions: Float[Array, "n act_dim"],
+    target: Float[Array, " n"],
+) -> tuple[Float[Array, ""], Float[Array, "n members"]]:
+    """The TD3 critic loss `sum_i mean_batch (Q_i(s, a) - y)^2`, and the `Q_i(s, a)`.
+
+    **Returns:** `(loss, q)`, `q` of shape `(n, members)`.
+    """
+    q = jax.vmap(critic)(observations, actions)
+    loss = jnp.sum(jnp.mean((q - target[:, None]) ** 2, axis=0))
+    return loss, q
+
+
+def filter_cond(pred, true_fn: Callable[[], Any], false_fn: Callable[[], Any]):
+    """`lax.cond(pred, true_fn, false_fn)` for outputs holding Equinox modules.
+
+    Only the array leaves pass through the `cond`; the rest (activation functions,
+    static fields) must agree between the branches and is taken from `true_fn`.
+    """
+    statics = []
+
+    def arrays_only(fn):
+        def branch():
+            dynamic, static = eqx.partition(fn(), eqx.is_array)
+            statics.append(static)
+            return dynamic
+
+        return branch
+
+    dynamic = jax.lax.cond(pred, arrays_only(true_fn), arrays_only(false_fn))
+    return eqx.combine(dynamic, statics[0])
+
+
+ActorLoss = Callable[[DeterministicPolicy, CriticEnsemble, Transitions], tuple[Any, Metrics]]
+CriticLoss = Callable[[CriticEnsemble, Any, Transitions, PRNGKeyArray], tuple[Any, Metrics]]
+
+
+def td3_update(
+    state,
+    batch: Transitions,
+    key: PRNGKeyArray,
+    *,
+    critic_loss: CriticLoss,
+    actor_loss: ActorLoss,
+    actor_optimizer: optax.GradientTransformation,
+    critic_optimizer: optax.GradientTransformation,
+    tau: Scalar,
+    policy_delay: int,
+):
+    """One TD3 update: a critic step, then (every `policy_delay` steps) a delayed actor step.
+
+    The critics take one step on `critic_loss(critic, state, batch, key)` every call. When
+    `state.step % policy_delay == 0` (a real `lax.cond`: the trainer shares `step` across
+    seeds) the actor takes one step on `actor_loss(actor, new_critic, batch)` and the target
+    actor and target critics are Polyak-averaged towards the new online networks with rate
+    `tau`, as in the TD3 and TD3+BC reference code; otherwise the actor, its optimiser state
+    and both targets are returned unchanged, bit for bit.
+
+    **Arguments:**
+
+    - `state`: a TD3-style state (`actor`, `target_actor`, `critic`, `target_critic`,
+      `actor_opt`, `critic_opt`, `step`).
+    - `batch`, `key`: the update's batch and randomness (passed to `critic_loss`).
+    - `critic_loss`, `actor_loss`: `(loss, metrics)` functions, differentiated with respect
+      to their first argument.
+    - `actor_optimizer`, `critic_optimizer`: the optax transformations of the two steps.
+    - `tau`: the Polyak rate; `policy_delay`: the static actor period.
+
+    **Returns:** `(new_state, metrics)`: the critic metrics, then the actor's (zeros on
+    steps without an actor update) and `actor_updated` (1.0 or 0.0).
+    """
+    (q_loss, critic_metrics), grads = eqx.filter_value_and_grad(critic_loss, has_aux=True)(
+        state.critic, state, batch, key
+    )
+    critic, critic_opt = apply_grads(critic_optimizer, state.critic, grads, state.critic_opt)
+
+    def actor_step():
+        (loss, metrics), grads = eqx.filter_value_and_grad(actor_loss, has_aux=True)(
+            state.actor, critic, batch
+        )
+        actor, actor_opt = apply_grads(actor_optimizer, state.actor, grads, state.actor_opt)
+        targets = (polyak(state.target_actor, actor, tau), polyak(state.target_critic, critic, tau))
+        metrics = {"actor_loss": loss, **metrics, "actor_updated": jnp.ones((), jnp.float32)}
+        return (actor, actor_opt, *targets), metrics
+
+    def no_actor_step():
+        shapes = eqx.filter_eval_shape(actor_step)[1]
+        metrics = {name: jnp.zeros(s.shape, s.dtype) for name, s in shapes.items()}
+        return (state.actor, state.actor_opt, state.target_actor, state.target_critic), metrics
+
+    (actor, actor_opt, target_actor, target_critic), actor_metrics = filter_cond(
+        state.step % policy_delay == 0, actor_step, no_actor_step
+    )
+    new_state = dataclasses.replace(
+        state,
+        actor=actor,
+        target_actor=target_actor,
+        critic=critic,
+        target_critic=target_critic,
+        actor_opt=actor_opt,
+        critic_opt=critic_opt,
+        step=state.step + 1,
+    )
+    return new_state, {"critic_loss": q_loss, **critic_metrics, **actor_metrics}

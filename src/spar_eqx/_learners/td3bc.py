@@ -1,0 +1,209 @@
+"""TD3+BC (Fujimoto & Gu 2021, "A Minimalist Approach to Offline Reinforcement Learning")."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .._ensemble import CriticEnsemble
+from .._evaluation import BatchPolicy
+from .._hyper import Scalar, check_count, check_non_negative, check_positive, check_unit, hyper
+from .._learner import Learner, Phase
+from .._networks import DeterministicPolicy
+from .._optim import init_opt, make_optimizer
+from .._policy import BasePolicy
+from ..data._normalize import ObservationNormalizer
+from ..data._transitions import Transitions
+from ._td3 import (
+    Metrics,
+    clipped_double_q_target,
+    critic_regression,
+    frozen,
+    smoothed_target_actions,
+    td3_update,
+)
+
+
+class TD3BCConfig(eqx.Module):
+    """TD3+BC's hyperparameters, with the paper's defaults (arXiv 2106.06860, Table 3, and
+    the authors' reference code, github.com/sfujim/TD3_BC).
+
+    **Fields** (flag, default, source):
+
+    - `num_critics` (`--critics`, 2): TD3's clipped double Q; the actor follows member 0 (`Q1`)
+    - `width`, `depth` (`--hidden` 256, `--layers` 2): actor and critics, Table 3
+    - `actor_learning_rate`, `critic_learning_rate` (`--actor-lr`, `--critic-lr`, 3e-4 each):
+      Adam, Table 3
+    - `gamma` (`--gamma`, 0.99), `polyak` (`--polyak`, 0.005): Table 3
+    - `alpha` (`--alpha`, 2.5): `lambda = alpha / mean |Q1(s, pi(s))|`, Section 5
+    - `policy_noise` (`--policy-noise`, 0.2), `noise_clip` (`--noise-clip`, 0.5),
+      `policy_delay` (`--policy-delay`, 2): TD3's, Table 3
+    - `batch_size` (`--batch-size`, 256): Table 3
+
+    There is no gradient clipping in TD3+BC, so there is no `grad_clip` field.
+    """
+
+    num_critics: int = hyper(2, "--critics", "critics (min over all in the target)", static=True)
+    width: int = hyper(256, "--hidden", "hidden width of actor and critics", static=True)
+    depth: int = hyper(2, "--layers", "hidden layers of actor and critics", static=True)
+    actor_learning_rate: Scalar = hyper(3e-4, "--actor-lr", "actor Adam learning rate")
+    critic_learning_rate: Scalar = hyper(3e-4, "--critic-lr", "critic Adam learning rate")
+    gamma: Scalar = hyper(0.99, "--gamma", "discount")
+    polyak: Scalar = hyper(0.005, "--polyak", "target-network Polyak rate (on actor steps)")
+    alpha: Scalar = hyper(2.5, "--alpha", "TD3+BC alpha: lambda = alpha / mean|Q|")
+    policy_noise: Scalar = hyper(0.2, "--policy-noise", "target-policy smoothing noise std")
+    noise_clip: Scalar = hyper(0.5, "--noise-clip", "clip of the target-policy noise")
+    policy_delay: int = hyper(2, "--policy-delay", "critic steps per actor step", static=True)
+    batch_size: int = hyper(256, "--batch-size", "minibatch size", static=True)
+
+    def __check_init__(self):
+        check_count(
+            num_critics=self.num_critics,
+            width=self.width,
+            depth=self.depth,
+            policy_delay=self.policy_delay,
+            batch_size=self.batch_size,
+        )
+        check_positive(
+            actor_learning_rate=self.actor_learning_rate,
+            critic_learning_rate=self.critic_learning_rate,
+        )
+        check_non_negative(
+            alpha=self.alpha, policy_noise=self.policy_noise, noise_clip=self.noise_clip
+        )
+        check_unit(gamma=self.gamma, polyak=self.polyak)
+
+
+class TD3BCState(eqx.Module):
+    """TD3+BC's networks, their targets, optimiser states and the update counter."""
+
+    actor: DeterministicPolicy
+    target_actor: DeterministicPolicy
+    critic: CriticEnsemble
+    target_critic: CriticEnsemble
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    step: Int[Array, ""]
+
+
+class TD3BC(Learner):
+    """TD3+BC as a `Learner`: TD3 whose actor also regresses on the data actions.
+
+    Each update makes one critic step on `sum_i mean (Q_i(s, a) - y)^2` with
+    `y = r + gamma (1 - terminal) min_i Q'_i(s', clip(pi'(s') + clip(0.2 eps, -0.5, 0.5)))`,
+    then, when `step % policy_delay == 0`, one actor step on
+
+    `-lambda * mean Q1(s, pi(s)) + mean (pi(s) - a)^2`,
+    `lambda = stop_grad(alpha / mean |Q1(s, pi(s))|)`
+
+    (the BC term is the reference code's `F.mse_loss`: a mean over the batch and the action
+    dimensions) followed by Polyak averaging of the target actor and target critics. The
+    actor is a tanh-squashed `DeterministicPolicy`. Observations in `batch` are already
+    normalised (TD3+BC's state normalisation is the trainer's `ObservationNormalizer`).
+    """
+
+    config: TD3BCConfig
+    obs_dim: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+
+    def phases(self, steps: int) -> tuple[Phase, ...]:
+        """One phase, `"td3bc"`, running `update` for all `steps`."""
+        return (Phase("td3bc", self.update, steps),)
+
+    def policies(
+        self, state: TD3BCState, normalizer: ObservationNormalizer
+    ) -> dict[str, BatchPolicy]:
+        """`{"td3bc": pi}` behind the observation normaliser."""
+        return {"td3bc": BasePolicy(normalizer, state.actor)}
+
+    def _optimizers(self) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+        c = self.config
+        return make_optimizer(c.actor_learning_rate), make_optimizer(c.critic_learning_rate)
+
+    def init(self, key: PRNGKeyArray, previous: None = None) -> TD3BCState:
+        """Fresh actor and critics from `key`, targets equal to them, step 0.
+
+        **Arguments:** `key`; `previous` must be None (TD3+BC is a single stage).
+
+        **Returns:** the initial `TD3BCState`.
+        """
+        del previous
+        c = self.config
+        akey, qkey = jr.split(key)
+        actor = DeterministicPolicy(self.obs_dim, self.act_dim, c.width, c.depth, key=akey)
+        critic = CriticEnsemble(
+            self.obs_dim, self.act_dim, c.num_critics, c.width, c.depth, key=qkey
+        )
+        actor_optimizer, critic_optimizer = self._optimizers()
+        return TD3BCState(
+            actor=actor,
+            target_actor=actor,
+            critic=critic,
+            target_critic=critic,
+            actor_opt=init_opt(actor_optimizer, actor),
+            critic_opt=init_opt(critic_optimizer, critic),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def critic_target(
+        self, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
+    ) -> Float[Array, " n"]:
+        """The clipped double-Q target `y` of every row, with target-policy smoothing from `key`."""
+        c = self.config
+        next_actions = smoothed_target_actions(
+            state.target_actor, batch.next_observations, key, c.policy_noise, c.noise_clip
+        )
+        return clipped_double_q_target(state.target_critic, batch, next_actions, c.gamma)
+
+    def critic_loss(
+        self, critic: CriticEnsemble, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[Float[Array, ""], Metrics]:
+        """`sum_i mean (Q_i(s, a) - y)^2`; `y` comes from `state`'s targets, stop-gradiented.
+
+        **Returns:** `(loss, metrics)` with the mean of `Q_i(s, a)` and of `y`.
+        """
+        target = self.critic_target(state, batch, key)
+        loss, q = critic_regression(critic, batch.observations, batch.actions, target)
+        return loss, {"q_data": jnp.mean(q), "q_target": jnp.mean(target)}
+
+    def actor_loss(
+        self, actor: DeterministicPolicy, critic: CriticEnsemble, batch: Transitions
+    ) -> tuple[Float[Array, ""], Metrics]:
+        """`-lambda * mean Q1(s, pi(s)) + mean (pi(s) - a)^2` with `lambda` stop-gradiented.
+
+        The critic is frozen (no gradient reaches it). **Returns:** `(loss, metrics)` with the
+        BC term, `mean Q1(s, pi(s))` and `lambda`.
+        """
+        pi = jax.vmap(actor)(batch.observations)
+        q1 = jax.vmap(frozen(critic))(batch.observations, pi)[:, 0]
+        lam = jax.lax.stop_gradient(self.config.alpha / jnp.mean(jnp.abs(q1)))
+        bc = jnp.mean((pi - batch.actions) ** 2)
+        loss = -lam * jnp.mean(q1) + bc
+        return loss, {"bc_loss": bc, "q_policy": jnp.mean(q1), "lambda": lam}
+
+    def update(
+        self, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[TD3BCState, Metrics]:
+        """One TD3+BC update (a critic step; an actor and target step every `policy_delay`).
+
+        **Arguments:** `state`, a batch with normalised observations, and `key` (the
+        target-policy noise).
+
+        **Returns:** `(new_state, metrics)`: `critic_loss`, `q_data`, `q_target`, and the actor
+        step's `actor_loss`, `bc_loss`, `q_policy`, `lambda` (zeros when `actor_updated` is 0).
+        """
+        c = self.config
+        actor_optimizer, critic_optimizer = self._optimizers()
+        return td3_update(
+            state,
+            batch,
+            key,
+            critic_loss=self.critic_loss,
+            actor_loss=self.actor_loss,
+            actor_optimizer=actor_optimizer,
+            critic_optimizer=critic_optimizer,
+            tau=c.polyak,
+            policy_delay=c.policy_delay,
+        )
