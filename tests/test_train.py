@@ -212,3 +212,14 @@ def test_two_processes_split_seeds_and_process_zero_gathers(tmp_path, hopper_fil
     assert main(["evaluate", str(out), "--episodes", "1"]) == 0
     again = json.loads((out / "evaluation.json").read_text())
     np.testing.assert_allclose(again["returns"]["base"], results["returns"]["base"], rtol=1e-6)
+
+
+def test_a_refused_resume_leaves_the_run_untouched(tmp_path, finished_run, capsys):
+    """`--resume` with other options is refused before any file of the run changes."""
+    other = _write_hopper_hdf5(tmp_path / "other.hdf5", steps=300)
+    before = {p: p.read_bytes() for p in finished_run.rglob("*") if p.is_file()}
+    code = _train(finished_run, other, "--variant", "proj", "--resume")
+    err = capsys.readouterr().err
+    assert code == 2 and "different configuration" in err and "dataset" in err
+    after = {p: p.read_bytes() for p in finished_run.rglob("*") if p.is_file()}
+    assert after == before

@@ -27,6 +27,27 @@ def output_folder_problem(out: Path, resume: bool) -> str | None:
     return None
 
 
+def _check_resumed_config(run_dir: Path, config: RunConfig) -> None:
+    """Refuse to resume `run_dir` with another configuration, before any file changes."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"cannot read {path} ({error}); it is not a run's configuration."
+        ) from None
+    given = config.to_dict()
+    if stored != given:
+        differing = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
+        raise ValueError(
+            f"{run_dir} holds a run with a different configuration (it differs in: "
+            f"{', '.join(differing)}); resume it with the options it was started with, or "
+            "train into another folder. Nothing in it was changed."
+        )
+
+
 def train(
     config: RunConfig,
     out: str | Path,
@@ -75,9 +96,13 @@ def train(
     problem = output_folder_problem(run_dir, resume)
     if problem:
         raise ValueError(problem)
+    _check_resumed_config(run_dir, config) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
     for folder in {out, run_dir}:
-        (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+        if (folder / "config.json").exists() and (folder / "config.json").read_text() == text:
+            continue  # a resumed run: the file already says exactly this
+        (folder / "config.json").write_text(text)
     trainer = Trainer(
         config, run_dir, progress=progress, process_index=process_id, process_count=num_processes
     )
