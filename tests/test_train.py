@@ -223,3 +223,25 @@ def test_a_refused_resume_leaves_the_run_untouched(tmp_path, finished_run, capsy
     assert code == 2 and "different configuration" in err and "dataset" in err
     after = {p: p.read_bytes() for p in finished_run.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_evaluate_prints_its_results_when_it_cannot_save_them(tmp_path, finished_run, capsys):
+    import shutil
+
+    run = tmp_path / "unsaveable"
+    shutil.copytree(finished_run, run)
+    (run / "evaluation.json").unlink(missing_ok=True)
+    (run / "evaluation.json").mkdir()  # writing the file fails, even as root
+    assert main(["evaluate", str(run), "--episodes", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "spar_no_gate" in captured.out  # the results were not lost
+    assert "could not write" in captured.err and "printed above" in captured.err
+
+
+def test_a_killed_saves_temporary_file_is_cleaned_on_resume(tmp_path, hopper_file):
+    out = tmp_path / "leftover"
+    assert _train(out, hopper_file, "--variant", "mlp") == 0
+    stray = out / "checkpoints" / ".latest.eqx.abc123"
+    stray.write_bytes(b"half a checkpoint")
+    assert _train(out, hopper_file, "--variant", "mlp", "--resume") == 0
+    assert not stray.exists()

@@ -6,6 +6,7 @@ algorithm needs no line here.
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ._errors import UserError
@@ -207,6 +208,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes is not None and args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    target = args.run_dir / "evaluation.json"
+    writable = target if target.exists() else args.run_dir
+    if args.run_dir.is_dir() and not os.access(writable, os.W_OK):
+        raise UserError(
+            f"{writable} is not writable, so the evaluation could not be saved; make it "
+            "writable, or copy the run folder somewhere that is."
+        )
     try:
         trainer, states = load_trained(args.run_dir)
     except (ValueError, FileNotFoundError) as error:
@@ -220,7 +228,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         **record,
     }
     print_summary(results)
-    (args.run_dir / "evaluation.json").write_text(json.dumps(results, indent=2))
+    try:
+        target.write_text(json.dumps(results, indent=2))
+    except OSError as error:
+        raise UserError(
+            f"could not write {target} ({error.strerror}); the results are printed above."
+        ) from None
     return 0
 
 

@@ -242,6 +242,8 @@ class Trainer:
         started = time.perf_counter()
         self.prepare_data()
         self.build()
+        for leftover in self.ckpt_dir.glob(".*.eqx.*"):  # a killed save's temporary file
+            leftover.unlink(missing_ok=True)
         if resume and (self.ckpt_dir / LATEST).exists():
             start, step, states, log = self._restore()
         else:
