@@ -8,6 +8,7 @@ the CLI, `--help` and `--sweep` are generated from the configs, never listed twi
 """
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,26 +134,35 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _finite(name: str, value: Any) -> None:
+    if is_number(value) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}.")
+
+
 def check_positive(**values) -> None:
     for name, value in values.items():
+        _finite(name, value)
         if is_number(value) and not value > 0:
             raise ValueError(f"{name} must be positive, got {value}.")
 
 
 def check_non_negative(**values) -> None:
     for name, value in values.items():
+        _finite(name, value)
         if is_number(value) and not value >= 0:
             raise ValueError(f"{name} must be non-negative, got {value}.")
 
 
 def check_unit(**values) -> None:
     for name, value in values.items():
+        _finite(name, value)
         if is_number(value) and not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {value}.")
 
 
 def check_open_unit(**values) -> None:
     for name, value in values.items():
+        _finite(name, value)
         if is_number(value) and not 0.0 < value < 1.0:
             raise ValueError(f"{name} must lie in (0, 1), got {value}.")
 

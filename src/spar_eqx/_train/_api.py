@@ -84,6 +84,13 @@ def train(
     sweep, a `sweep` list of `{"params", "scores", "returns", "diagnostics"}`.
     """
     out = Path(out)
+    if num_processes < 1:
+        raise ValueError(f"--num-processes must be at least 1, got {num_processes}.")
+    if num_processes == 1 and process_id != 0:
+        raise ValueError(
+            f"--process-id {process_id} needs --num-processes larger than it; a single-process "
+            "run is process 0."
+        )
     if num_processes > 1:
         if coordinator is None:
             raise ValueError(
@@ -97,15 +104,19 @@ def train(
     if problem:
         raise ValueError(problem)
     _check_resumed_config(run_dir, config) if resume else None
+    trainer = Trainer(
+        config, run_dir, progress=progress, process_index=process_id, process_count=num_processes
+    )
+    # Everything that can refuse the run (the dataset, the environment, the learners) is
+    # checked before the folder exists, so a refused run leaves nothing that blocks a re-run.
+    trainer.prepare_data()
+    trainer.build()
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
     for folder in {out, run_dir}:
         if (folder / "config.json").exists() and (folder / "config.json").read_text() == text:
             continue  # a resumed run: the file already says exactly this
         (folder / "config.json").write_text(text)
-    trainer = Trainer(
-        config, run_dir, progress=progress, process_index=process_id, process_count=num_processes
-    )
     results = trainer.run(resume=resume)
     if num_processes > 1 and process_id == 0:
         (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -240,8 +240,10 @@ class Trainer:
     def run(self, *, resume: bool = False) -> dict[str, Any]:
         c = self.config
         started = time.perf_counter()
-        self.prepare_data()
-        self.build()
+        if not hasattr(self, "data"):
+            self.prepare_data()
+        if not hasattr(self, "learners"):
+            self.build()
         for leftover in self.ckpt_dir.glob(".*.eqx.*"):  # a killed save's temporary file
             leftover.unlink(missing_ok=True)
         if resume and (self.ckpt_dir / LATEST).exists():

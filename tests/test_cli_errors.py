@@ -1,0 +1,47 @@
+"""The real `spar-eqx` command, driven as a user would, through a table of mistakes.
+
+Each must exit 2 with one message and no traceback, and change no file that existed before
+(nor leave a run folder behind that would block the corrected command). The table grows
+with every such bug found.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+CASES = [
+    (["train", "--out", "{tmp}/run", "--lr", "inf"], "finite"),
+    (["train", "--out", "{tmp}/run", "--eval-max-episode-steps", "0"], "eval_max_episode_steps"),
+    (["train", "--out", "{tmp}/run", "--num-processes", "0"], "num-processes"),
+    (["train", "--out", "{tmp}/run", "--process-id", "1"], "process-id"),
+    (["train", "--out", "{tmp}/run", "--dataset", "{tmp}/missing.hdf5"], "missing.hdf5"),
+    (["train", "--out", "{tmp}/run", "--algo", "bc", "--alpha", "1"], "belongs to td3bc"),
+    (["train", "--out", "{tmp}/run", "--sweep", "hidden=64,128"], "cannot sweep 'hidden'"),
+    (["train", "--out", "{tmp}/run", "--sweep", "lambda_g=small"], "must be a number"),
+    (["train", "--out", "{tmp}/run", "--sweep", "temperature=1,-1"], "grid point"),
+    (["train", "--out", "{tmp}/run", "--algo", "transformer"], "unknown --algo"),
+    (["train", "--out", "{tmp}/a_file"], "not a folder"),
+    (["evaluate", "{tmp}/nothing-here"], "nothing-here"),
+]
+
+
+def _snapshot(root):
+    return {p: (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(c[0][:4]) for c in CASES])
+def test_a_mistake_exits_2_with_a_message_and_changes_nothing(tmp_path, argv, message):
+    (tmp_path / "a_file").write_text("keep me")
+    before = _snapshot(tmp_path)
+    args = [a.format(tmp=tmp_path) for a in argv]
+    done = subprocess.run(
+        [sys.executable, "-m", "spar_eqx._cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _snapshot(tmp_path) == before
