@@ -202,3 +202,26 @@ def test_cli_unknown_level(tmp_path, capsys):
         main(["collect", "--env", ENV, "--level", "hard", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "invalid choice: 'hard'" in capsys.readouterr().err
+
+
+def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path, monkeypatch):
+    from spar_eqx.data import _collect as module
+
+    folder = _collect("random", tmp_path)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while writing metadata")
+
+    monkeypatch.setattr(module, "_write_metadata", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        _collect("random", tmp_path, seed=1, overwrite=True)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".collect", "tmp"))]
+    monkeypatch.undo()
+    # A complete collection replaces it, and leaves nothing of the old one beside it.
+    _collect("random", tmp_path, seed=1, overwrite=True)
+    after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after != before and set(after) == set(before)
+    beside = sorted(p.name for p in folder.parent.iterdir())
+    assert beside == ["namespace_metadata.json", "random-v0"]

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import shlex
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -343,18 +344,38 @@ def _versions() -> dict[str, str]:
 
 
 def _prepare_folder(out: Path, dataset: str, overwrite: bool) -> Path:
+    """The dataset's final folder, checked; nothing in it is touched until the swap."""
     if out.exists() and not out.is_dir():
         raise CollectError(f"--out must be a directory (the datasets root), got the file {out}.")
     folder = out / dataset
-    if folder.exists():
-        if any(folder.iterdir()) and not overwrite:
-            raise CollectError(
-                f"the dataset folder {folder} already exists and is not empty; choose another "
-                "--out, delete it, or pass --overwrite to replace it."
-            )
-        shutil.rmtree(folder)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise CollectError(
+            f"the dataset folder {folder} already exists and is not empty; choose another "
+            "--out, delete it, or pass --overwrite to replace it."
+        )
     out.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _swap_into_place(staging: Path, root: Path, dataset: str) -> None:
+    """Move the finished dataset from `staging` to `root`, replacing any old one last.
+
+    The old dataset is renamed aside, the new one renamed in, and only then the old one
+    deleted: at every moment one complete dataset is at `root / dataset` or beside it.
+    Minari's namespace files are copied when `root` has none.
+    """
+    for path in staging.rglob("namespace_metadata.json"):
+        target = root / path.relative_to(staging)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    final = root / dataset
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = final.with_name(f".{final.name}.replaced-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging / dataset, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def collect(
@@ -415,34 +436,31 @@ def collect(
     command = _command(
         env_id, level, Path(out), seed, steps, target_return, max_train_steps, max_episode_steps
     )
-    with _datasets_root(root):
-        parts = _run_level(
-            env_id,
-            level,
-            seed,
-            steps,
-            targets,
-            max_train_steps,
-            make_env,
-            sac_config,
-            progress,
-            folder,
-            command,
-        )
-    elapsed = time.time() - started
-    _write_metadata(
-        folder,
-        env_id,
-        level,
-        seed,
-        steps,
-        max_train_steps,
-        max_episode_steps,
-        command,
-        sac_config,
-        parts,
-        elapsed,
-    )
+    # Collect beside the old data, in a staging root, and swap only a complete dataset in:
+    # a failed or interrupted collection leaves any existing dataset as it was.
+    staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=root))
+    try:
+        staged = staging / dataset_id(env_id, level)
+        with _datasets_root(staging):
+            parts = _run_level(
+                env_id,
+                level,
+                seed,
+                steps,
+                targets,
+                max_train_steps,
+                make_env,
+                sac_config,
+                progress,
+                staged,
+                command,
+            )
+        elapsed = time.time() - started
+        _write_metadata(staged, env_id, level, seed, steps, max_train_steps, max_episode_steps,
+                        command, sac_config, parts, elapsed)  # fmt: skip
+        _swap_into_place(staging, root, dataset_id(env_id, level))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
