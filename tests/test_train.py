@@ -245,3 +245,16 @@ def test_a_killed_saves_temporary_file_is_cleaned_on_resume(tmp_path, hopper_fil
     stray.write_bytes(b"half a checkpoint")
     assert _train(out, hopper_file, "--variant", "mlp", "--resume") == 0
     assert not stray.exists()
+
+
+def test_a_dataset_on_another_action_scale_is_refused(tmp_path, capsys):
+    path = _write_hopper_hdf5(tmp_path / "wide.hdf5", steps=100)
+    with h5py.File(path, "a") as f:
+        actions = f["actions"][:] * 2.0
+        del f["actions"]
+        f["actions"] = actions
+        f.attrs["action_low"], f.attrs["action_high"] = -2.0, 2.0
+    assert _train(tmp_path / "run", path) == 2
+    err = capsys.readouterr().err
+    assert "[-2." in err and "Hopper-v5" in err
+    assert not (tmp_path / "run").exists()

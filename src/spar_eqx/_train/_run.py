@@ -94,6 +94,14 @@ class Trainer:
                 f"actions but {env_id} has {obs_dim} and {act_dim}; pass the env the data "
                 "came from with --env."
             )
+        data_low, data_high = np.asarray(dataset.action_low), np.asarray(dataset.action_high)
+        if not (np.allclose(data_low, low, atol=1e-6) and np.allclose(data_high, high, atol=1e-6)):
+            raise ValueError(
+                f"dataset {dataset.name!r} says its actions span [{data_low}, {data_high}] but "
+                f"{env_id} acts in [{low}, {high}]; its actions would be played on another "
+                "scale. Rescale the dataset's actions to the environment's space (or use the "
+                "environment it was recorded in), then train."
+            )
         if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
             raise ValueError(
                 f"{env_id}'s action space is [{low}, {high}]; the policies act in [-1, 1] "
