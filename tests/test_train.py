@@ -258,3 +258,17 @@ def test_a_dataset_on_another_action_scale_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "[-2." in err and "Hopper-v5" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_env_reaches_the_loader_of_a_file_that_names_none(tmp_path, capsys):
+    path = _write_hopper_hdf5(tmp_path / "anonymous.hdf5", steps=200)
+    with h5py.File(path, "a") as f:
+        del f.attrs["env_id"]
+    assert _train(tmp_path / "refused", path) == 2
+    assert "env_id" in capsys.readouterr().err
+    assert _train(tmp_path / "run", path, "--env", "Hopper-v5", "--variant", "mlp") == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["env_id"] == "Hopper-v5"
+    low, high = -20.272305, 3234.3  # normalised with Hopper's D4RL reference returns
+    expected = 100 * (np.asarray(results["returns"]["spar"]) - low) / (high - low)
+    np.testing.assert_allclose(results["scores"]["spar"], expected, rtol=1e-9)

@@ -84,8 +84,10 @@ class Trainer:
 
     def prepare_data(self) -> None:
         c = self.config
-        dataset: OfflineDataset = load_dataset(c.dataset)
-        env_id = c.env_id or dataset.env_id
+        # One source of truth: `--env` reaches the loader, which then labels the data, picks
+        # the reference returns, and names the environment evaluation runs in.
+        dataset: OfflineDataset = load_dataset(c.dataset, env_id=c.env_id)
+        env_id = dataset.env_id
         obs_dim, act_dim, low, high = env_spaces(env_id)
         t = dataset.transitions
         if (t.obs_dim, t.act_dim) != (obs_dim, act_dim):
