@@ -272,3 +272,21 @@ def test_env_reaches_the_loader_of_a_file_that_names_none(tmp_path, capsys):
     low, high = -20.272305, 3234.3  # normalised with Hopper's D4RL reference returns
     expected = 100 * (np.asarray(results["returns"]["spar"]) - low) / (high - low)
     np.testing.assert_allclose(results["scores"]["spar"], expected, rtol=1e-9)
+
+
+def test_a_second_process_on_a_run_in_use_is_refused(tmp_path, finished_run, capsys):
+    import fcntl
+    import shutil
+
+    run = tmp_path / "busy"
+    shutil.copytree(finished_run, run)
+    holder = open(run / ".spar-eqx.lock", "a+")  # another process holding the run
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        hopper = json.loads((run / "config.json").read_text())["dataset"]
+        code = _train(run, Path(hopper), "--variant", "proj", "--resume")
+        assert code == 2 and "in use by another spar-eqx process" in capsys.readouterr().err
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    finally:
+        holder.close()  # released: the folder can be resumed again

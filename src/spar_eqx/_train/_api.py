@@ -1,5 +1,6 @@
 """`train` and `load_trained`: the Python entry points of the trainer."""
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +26,38 @@ def output_folder_problem(out: Path, resume: bool) -> str | None:
     if not os.access(probe, os.W_OK):
         return f"{probe} is not writable"
     return None
+
+
+LOCK = ".spar-eqx.lock"
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """Hold `run_dir` for this process: a second process on it is refused.
+
+    An advisory `flock` on `run_dir/.spar-eqx.lock`: the operating system releases it when
+    the process ends, however it ends, so a killed run never leaves the folder locked.
+    """
+    import fcntl
+
+    handle = open(run_dir / LOCK, "a+")  # noqa: SIM115 (held for the whole run)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(
+            f"{run_dir} is in use by another spar-eqx process; wait for it to end, or train "
+            "into another folder."
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def _check_resumed_config(run_dir: Path, config: RunConfig) -> None:
@@ -112,12 +145,13 @@ def train(
     trainer.prepare_data()
     trainer.build()
     run_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
-    for folder in {out, run_dir}:
-        if (folder / "config.json").exists() and (folder / "config.json").read_text() == text:
-            continue  # a resumed run: the file already says exactly this
-        (folder / "config.json").write_text(text)
-    results = trainer.run(resume=resume)
+    with _run_lock(run_dir):
+        text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+        for folder in {out, run_dir}:
+            if (folder / "config.json").exists() and (folder / "config.json").read_text() == text:
+                continue  # a resumed run: the file already says exactly this
+            (folder / "config.json").write_text(text)
+        results = trainer.run(resume=resume)
     if num_processes > 1 and process_id == 0:
         (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
