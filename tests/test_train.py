@@ -290,3 +290,28 @@ def test_a_second_process_on_a_run_in_use_is_refused(tmp_path, finished_run, cap
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     finally:
         holder.close()  # released: the folder can be resumed again
+
+
+def test_ctrl_c_stops_at_a_chunk_boundary_with_exit_130_and_resumes_exactly(
+    tmp_path, hopper_file, finished_run
+):
+    """SIGINT: the chunk finishes, a checkpoint is saved, the exit code is 130 (not a crash),
+    and `--resume` ends with the uninterrupted run's bits."""
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(hopper_file),
+           "--out", str(out), "--variant", "proj", *TINY]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = out / "checkpoints" / "latest.eqx"
+    deadline = time.monotonic() + 240
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+    assert latest.exists() and not (out / "results.json").exists()
+    assert _train(out, hopper_file, "--variant", "proj", "--resume") == 0
+    resumed = (out / "checkpoints" / "stage2.eqx").read_bytes()
+    assert resumed == (finished_run / "checkpoints" / "stage2.eqx").read_bytes()

@@ -73,9 +73,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spar-eqx {args.command}: training stopped: {error}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print(f"spar-eqx {args.command}: interrupted", file=sys.stderr)
+        kept = " (the last checkpoint is kept: continue with --resume)"
+        print(
+            f"spar-eqx {args.command}: interrupted{kept if args.command == 'train' else ''}",
+            file=sys.stderr,
+        )
         return 130
 
 
+def entry() -> None:
+    """The `spar-eqx` console command: `main`, then exit with its code.
+
+    After an interrupt the process leaves with `os._exit(130)` once its output is flushed:
+    letting the interpreter tear down XLA's threads after a `KeyboardInterrupt` can crash
+    (a segmentation fault, exit 139) instead of exiting 130. Every file was closed by then.
+    """
+    import os
+
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -8,6 +8,10 @@ parameters, an uninterrupted run would have had; and every grid point trains wit
 keys of the plain run of the same seed.
 """
 
+import contextlib
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -248,7 +252,11 @@ class Trainer:
     # ---- main loop
 
     def run(self, *, resume: bool = False) -> dict[str, Any]:
-        c = self.config
+        """Train every phase (from the last checkpoint with `resume`), evaluate, write results.
+
+        A first Ctrl-C stops after the current chunk with a checkpoint (`--resume` continues
+        from it) and raises `KeyboardInterrupt`; a second stops at once.
+        """
         started = time.perf_counter()
         if not hasattr(self, "data"):
             self.prepare_data()
@@ -261,13 +269,36 @@ class Trainer:
         else:
             start, step, states, log = 0, 0, self.init_stage(0), RunLog()
         states = shard_runs(states, self.num_runs)
-        learners = [shard_runs(lr, self.num_runs, jax.tree_util.tree_map(lambda _: 0, lr))
-                    for lr in self.learners]  # fmt: skip
         total = sum(s.phase.steps for s in self.steps)
         bar = _progress(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
-        stage_names = self.algorithm.stages
+        try:
+            with _stop_at_chunk_boundary() as stop_requested:
+                states = self._loop(start, step, states, log, bar, stop_requested)
+        finally:
+            bar.close()
+        stages = len(self.algorithm.stages)
+        save_checkpoint(
+            self.ckpt_dir / f"stage{stages}.eqx", {"phase": len(self.steps) - 1}, states
+        )
+        record, evaluated = self.final_record(states)
+        for point, row in enumerate(evaluated):
+            for name, (returns, scores) in row.items():
+                for i, seed in enumerate(self.seed_ids):
+                    log.add_eval(
+                        "final", name, total, self._label(point, seed), returns[i],
+                        None if scores is None else scores[i],
+                    )  # fmt: skip
+        results = self.results_header(time.perf_counter() - started) | record
+        log.write(self.out, results)
+        return results
 
+    def _loop(self, start: int, step: int, states, log: RunLog, bar, stop_requested):
+        """Every phase from phase `start`, update `step`, on; returns the final states."""
+        c = self.config
+        stage_names = self.algorithm.stages
+        learners = [shard_runs(lr, self.num_runs, jax.tree_util.tree_map(lambda _: 0, lr))
+                    for lr in self.learners]  # fmt: skip
         for i in range(start, len(self.steps)):
             stage, _, phase = self.steps[i]
             if i > start or step == 0:
@@ -297,28 +328,17 @@ class Trainer:
                 if c.eval_every and step % c.eval_every == 0 and step < phase.steps:
                     if phase.evaluate:
                         self._periodic_eval(stage, states, offset + step, log, periodic=True)
-                if step % c.checkpoint_every == 0 or step == phase.steps:
+                stop = stop_requested()
+                if stop or step % c.checkpoint_every == 0 or step == phase.steps:
                     self._save(LATEST, i, step, states, log)
                 bar.update(size)
                 bar.set_postfix(log.postfix(), refresh=False)
+                if stop:
+                    raise KeyboardInterrupt
             last_of_stage = i + 1 == len(self.steps) or self.steps[i + 1].stage != stage
             if last_of_stage and stage + 1 < len(stage_names):
                 self._periodic_eval(stage, states, offset + step, log, periodic=False)
-        bar.close()
-        save_checkpoint(
-            self.ckpt_dir / f"stage{len(stage_names)}.eqx", {"phase": len(self.steps) - 1}, states
-        )
-        record, evaluated = self.final_record(states)
-        for point, row in enumerate(evaluated):
-            for name, (returns, scores) in row.items():
-                for i, seed in enumerate(self.seed_ids):
-                    log.add_eval(
-                        "final", name, total, self._label(point, seed), returns[i],
-                        None if scores is None else scores[i],
-                    )  # fmt: skip
-        results = self.results_header(time.perf_counter() - started) | record
-        log.write(self.out, results)
-        return results
+        return states
 
     def results_header(self, seconds: float) -> dict[str, Any]:
         """What `results.json` says about the run, before its scores."""
@@ -376,6 +396,35 @@ class Trainer:
                     f"{phase.steps}, {where}; training stopped and {kept}. Lower the learning "
                     "rate or check the dataset for extreme values."
                 )
+
+
+@contextlib.contextmanager
+def _stop_at_chunk_boundary():
+    """Turn a first Ctrl-C into a request to stop after the current chunk (with a checkpoint).
+
+    A second Ctrl-C interrupts at once. Outside the main thread, nothing changes.
+    """
+    requested = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if requested["stop"]:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+        print(
+            "\nspar-eqx: stopping after this chunk and saving a checkpoint "
+            "(Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: requested["stop"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _progress(total: int, enabled: bool):
