@@ -315,3 +315,48 @@ def test_ctrl_c_stops_at_a_chunk_boundary_with_exit_130_and_resumes_exactly(
     assert _train(out, hopper_file, "--variant", "proj", "--resume") == 0
     resumed = (out / "checkpoints" / "stage2.eqx").read_bytes()
     assert resumed == (finished_run / "checkpoints" / "stage2.eqx").read_bytes()
+
+
+def _flip_a_bit(path: Path, offset_from_end: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, finished_run, capsys):
+    import shutil
+
+    run = tmp_path / "damaged"
+    shutil.copytree(finished_run, run)
+    reference = (run / "checkpoints" / "stage2.eqx").read_bytes()
+    (run / "checkpoints" / "stage2.eqx").unlink()
+    _flip_a_bit(run / "checkpoints" / "latest.eqx")
+    hopper = Path(json.loads((run / "config.json").read_text())["dataset"])
+    assert _train(run, hopper, "--variant", "proj", "--resume") == 0
+    err = capsys.readouterr().err
+    assert "latest.eqx is damaged" in err and "latest.eqx.previous" in err
+    # The checkpoint before it, plus the same keys, gives the same final bits.
+    assert (run / "checkpoints" / "stage2.eqx").read_bytes() == reference
+
+
+@pytest.mark.parametrize("damage", ["truncate", "headerless", "bitflip"])
+def test_damaged_checkpoints_are_named_not_loaded(tmp_path, finished_run, capsys, damage):
+    import shutil
+
+    run = tmp_path / damage
+    shutil.copytree(finished_run, run)
+    final = run / "checkpoints" / "stage2.eqx"
+    if damage == "truncate":
+        final.write_bytes(final.read_bytes()[:-1000])
+    elif damage == "headerless":
+        final.write_bytes(final.read_bytes().split(b"\n", 1)[1])
+    else:
+        _flip_a_bit(final)
+    assert main(["evaluate", str(run), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "stage2.eqx" in err and "damaged" in err and "Traceback" not in err
+    for name in ("latest.eqx", "latest.eqx.previous"):
+        (run / "checkpoints" / name).write_bytes(b"not a checkpoint")
+    hopper = Path(json.loads((run / "config.json").read_text())["dataset"])
+    assert _train(run, hopper, "--variant", "proj", "--resume") == 2
+    assert "latest.eqx" in capsys.readouterr().err

@@ -14,7 +14,11 @@ from ._config import (
     critic_subsets as critic_subsets,
 )
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
-from ._errors import TrainingError as TrainingError, UserError as UserError
+from ._errors import (
+    CheckpointError as CheckpointError,
+    TrainingError as TrainingError,
+    UserError as UserError,
+)
 from ._evaluation import (
     BatchPolicy as BatchPolicy,
     EvaluationResult as EvaluationResult,

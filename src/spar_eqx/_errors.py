@@ -11,3 +11,7 @@ class UserError(Exception):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss): the message names the stage, phase and step."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is damaged (unreadable, truncated, bit-flipped) or not this run's."""

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._errors import TrainingError
+from .._errors import CheckpointError, TrainingError
 from .._evaluation import env_spaces
 from .._learner import Learner, Phase, TrainingBatch, hyperparameter_arrays
 from .._run_config import RunConfig
@@ -34,7 +34,7 @@ from ..data import (
     default_reward_transform,
     load_dataset,
 )
-from ._checkpoint import load_checkpoint, read_header, save_checkpoint
+from ._checkpoint import load_checkpoint, previous_path, read_header, save_checkpoint
 from ._chunk import init_states, run_axes, run_chunk, run_devices, shard_runs, stack
 from ._log import RunLog
 from ._results import evaluate_runs, grid_record, point_record
@@ -176,12 +176,26 @@ class Trainer:
             "config": self.config.to_dict(),
             "log": log.to_json(),
         }
-        save_checkpoint(self.ckpt_dir / name, header, states)
+        save_checkpoint(self.ckpt_dir / name, header, states, keep_previous=True)
 
     def _restore(self):
+        """The last good checkpoint: `latest.eqx`, or the one it replaced if it is damaged."""
         path = self.ckpt_dir / LATEST
+        try:
+            return self._restore_from(path)
+        except CheckpointError as error:
+            fallback = previous_path(path)
+            if not fallback.exists():
+                raise
+            print(
+                f"spar-eqx: {error} Resuming from the checkpoint before it, {fallback}.",
+                file=sys.stderr,
+            )
+            return self._restore_from(fallback)
+
+    def _restore_from(self, path: Path):
         header = read_header(path)
-        if header["config"] != self.config.to_dict():
+        if header.get("config") != self.config.to_dict():
             raise ValueError(
                 f"{path} was written by a run with a different configuration; resume with the "
                 "same options, or start afresh in an empty folder."
