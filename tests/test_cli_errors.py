@@ -23,7 +23,12 @@ CASES = [
     (["train", "--out", "{tmp}/run", "--algo", "transformer"], "unknown --algo"),
     (["train", "--out", "{tmp}/a_file"], "not a folder"),
     (["evaluate", "{tmp}/nothing-here"], "nothing-here"),
-]
+    (["evaluate", "{tmp}/nothing-here", "--seed", "-1"], "--seed must lie in"),
+    (["train", "--out", "{tmp}/run", "--num-processes", "2", "--process-id", "1",
+      "--coordinator", "127.0.0.1:9", "--coordinator-timeout", "1"], "found no coordinator"),
+    (["train", "--out", "{tmp}/run", "--num-processes", "2", "--process-id", "1",
+      "--coordinator", "nowhere", "--coordinator-timeout", "1"], "HOST:PORT"),
+]  # fmt: skip
 
 
 def _snapshot(root):

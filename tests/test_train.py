@@ -360,3 +360,53 @@ def test_damaged_checkpoints_are_named_not_loaded(tmp_path, finished_run, capsys
     hopper = Path(json.loads((run / "config.json").read_text())["dataset"])
     assert _train(run, hopper, "--variant", "proj", "--resume") == 2
     assert "latest.eqx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["hyperparameters"]["residual"].update(lambda_g="big"), "lambda_g"),
+        (lambda c: c["hyperparameters"]["anchor"].update(width=-3), "width"),
+        (lambda c: c.update(seeds="two"), "seeds"),
+        (lambda c: c["hyperparameters"].update(unknown=1), "unknown"),
+        (lambda c: c.pop("steps"), "steps"),
+    ],
+)
+def test_a_hand_edited_config_is_refused_with_its_field(tmp_path, finished_run, capsys, edit,
+                                                        message):  # fmt: skip
+    import shutil
+
+    run = tmp_path / "edited"
+    shutil.copytree(finished_run, run)
+    config = json.loads((run / "config.json").read_text())
+    edit(config)
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate", str(run), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_full_disk_is_a_message_and_the_last_checkpoint_survives(
+    tmp_path, hopper_file, monkeypatch, capsys
+):
+    import errno
+
+    from spar_eqx._train import _checkpoint
+
+    real = _checkpoint.os.fsync
+    calls = {"n": 0}
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third checkpoint write finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(_checkpoint.os, "fsync", fsync)
+    out = tmp_path / "full"
+    assert _train(out, hopper_file, "--variant", "mlp") == 2
+    err = capsys.readouterr().err
+    assert "disk is full" in err and "--resume" in err and "Traceback" not in err
+    assert not list((out / "checkpoints").glob(".*"))  # no half-written temporary file
+    monkeypatch.undo()
+    assert _train(out, hopper_file, "--variant", "mlp", "--resume") == 0

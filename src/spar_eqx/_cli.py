@@ -1,6 +1,7 @@
 """The `spar-eqx` command: `train`, `evaluate` and `collect`."""
 
 import argparse
+import errno
 import sys
 
 from ._errors import TrainingError, UserError
@@ -68,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except UserError as error:
         print(f"spar-eqx {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk, a path under a file, a permission: not a bug
+        where = f" ({error.filename})" if error.filename else ""
+        advice = (
+            "the disk is full; free some space, then continue with --resume (checkpoints are "
+            "written atomically, so the last one is intact)"
+            if error.errno == errno.ENOSPC
+            else "check the path and its permissions"
+        )
+        print(
+            f"spar-eqx {args.command}: error: {error.strerror or error}{where}; {advice}.",
+            file=sys.stderr,
+        )
         return 2
     except TrainingError as error:
         print(f"spar-eqx {args.command}: training stopped: {error}", file=sys.stderr)

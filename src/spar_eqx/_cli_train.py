@@ -84,6 +84,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
     dist.add_argument("--coordinator", help="HOST:PORT of process 0, the same for every process")
     dist.add_argument("--num-processes", type=int, default=1, help="processes in the run (1)")
     dist.add_argument("--process-id", type=int, default=0, help="this process's index (0)")
+    dist.add_argument(
+        "--coordinator-timeout", type=int, default=300,
+        help="seconds for every process to join before the run is refused (300)",
+    )  # fmt: skip
     entry = ALGORITHMS[algo]
     group = parser.add_argument_group(
         f"hyperparameters of --algo {algo} ({entry.summary}); "
@@ -188,6 +192,7 @@ def run_train(args: argparse.Namespace) -> int:
             coordinator=args.coordinator,
             num_processes=args.num_processes,
             process_id=args.process_id,
+            coordinator_timeout=args.coordinator_timeout,
         )
     except ValueError as error:  # bad options, datasets and folders: DatasetError included
         raise UserError(str(error)) from error
@@ -208,6 +213,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes is not None and args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0 <= args.seed < 2**31 - 10**7:
+        raise UserError(
+            f"--seed must lie in [0, {2**31 - 10**7}) (environment seeds are 32-bit and each "
+            f"seed's episodes count up from it), got {args.seed}."
+        )
     target = args.run_dir / "evaluation.json"
     writable = target if target.exists() else args.run_dir
     if args.run_dir.is_dir() and not os.access(writable, os.W_OK):

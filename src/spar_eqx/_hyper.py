@@ -103,12 +103,38 @@ def from_dict(config_cls: type, data: dict[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     for name, value in data.items():
         field = fields.get(name)
-        if field is not None and dataclasses.is_dataclass(field.default):
+        if field is None:
+            raise ValueError(f"{config_cls.__name__} has no hyperparameter {name!r}.")
+        if dataclasses.is_dataclass(field.default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a mapping of hyperparameters, got {value!r}.")
             value = from_dict(type(field.default), value)
-        elif isinstance(value, list):
-            value = tuple(value)
+        else:
+            value = _typed(config_cls.__name__, name, field, value)
         kwargs[name] = value
     return config_cls(**kwargs)
+
+
+def _typed(owner: str, name: str, field: dataclasses.Field, value: Any) -> Any:
+    """`value` as the type of `field`'s default (an int for a float is fine), or refused."""
+    kind = field.metadata.get("kind") or type(field.default)
+    if value is None and field.default is None:
+        return None
+    if kind is float and is_number(value):
+        return float(value)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return tuple(value)
+    if kind in (float, int, bool, str):
+        raise ValueError(
+            f"{owner}.{name} must be a {kind.__name__} (default {field.default!r}), got {value!r}."
+        )
+    return value
 
 
 def replace(config, overrides: dict[str, Any]):

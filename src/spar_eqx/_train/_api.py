@@ -60,6 +60,33 @@ def _run_lock(run_dir: Path):
         handle.close()
 
 
+def _wait_for_coordinator(address: str, timeout: float, process_id: int, count: int) -> None:
+    """Wait until process 0's coordinator accepts connections, or refuse with a message.
+
+    (XLA's own client aborts the whole process with a C++ stack trace when it cannot
+    register, so an unreachable coordinator is caught here first.)
+    """
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator must be HOST:PORT, got {address!r}.")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise ValueError(
+                    f"process {process_id} of {count} found no coordinator at {address} within "
+                    f"{timeout} s; start process 0 with the same --coordinator (it hosts it), "
+                    "or raise --coordinator-timeout."
+                ) from None
+            time.sleep(0.5)
+
+
 def _check_resumed_config(run_dir: Path, config: RunConfig) -> None:
     """Refuse to resume `run_dir` with another configuration, before any file changes."""
     path = run_dir / "config.json"
@@ -90,6 +117,7 @@ def train(
     coordinator: str | None = None,
     num_processes: int = 1,
     process_id: int = 0,
+    coordinator_timeout: int = 300,
 ):
     """Train `config.algo` end to end and write `results.json`, `metrics.csv`, a plot and
     checkpoints into `out`.
@@ -110,7 +138,8 @@ def train(
     - `out`: the run folder (empty, or a run to continue with `resume=True`).
     - `resume`: continue from `out/checkpoints/latest.eqx` when it exists.
     - `progress`: show a progress bar.
-    - `coordinator`, `num_processes`, `process_id`: a multi-process run.
+    - `coordinator`, `num_processes`, `process_id`: a multi-process run;
+      `coordinator_timeout` seconds for every process to join it before each is refused.
 
     **Returns:** the results dictionary (every seed's, in every process): per-seed
     `scores` and `returns` under each deployed policy's name and `diagnostics`, or, with a
@@ -131,7 +160,20 @@ def train(
             )
         if not 0 <= process_id < num_processes:
             raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
-        jax.distributed.initialize(coordinator, num_processes, process_id)
+        if process_id != 0:
+            _wait_for_coordinator(coordinator, coordinator_timeout, process_id, num_processes)
+        try:
+            jax.distributed.initialize(
+                coordinator, num_processes, process_id, initialization_timeout=coordinator_timeout
+            )
+        except Exception as error:  # XLA raises its own error types for a missing peer
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise ValueError(
+                f"process {process_id} of {num_processes} could not join the run at "
+                f"{coordinator} within {coordinator_timeout} s ({first[:200]}); start every "
+                "process with the same --coordinator and --num-processes, each with its own "
+                "--process-id."
+            ) from None
     run_dir = out if num_processes == 1 else out / f"process-{process_id}"
     problem = output_folder_problem(run_dir, resume)
     if problem:
