@@ -410,3 +410,23 @@ def test_a_full_disk_is_a_message_and_the_last_checkpoint_survives(
     assert not list((out / "checkpoints").glob(".*"))  # no half-written temporary file
     monkeypatch.undo()
     assert _train(out, hopper_file, "--variant", "mlp", "--resume") == 0
+
+
+def test_results_files_are_replaced_whole(tmp_path, monkeypatch):
+    """A kill or an error while writing leaves the old file, never a torn one."""
+    from spar_eqx._train import _checkpoint
+
+    target = tmp_path / "results.json"
+    target.write_text('{"old": true}')
+
+    def broken(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_checkpoint.os, "fsync", broken)
+    with pytest.raises(OSError):
+        _checkpoint.atomic_write(target, '{"new": true}' * 1000)
+    assert target.read_text() == '{"old": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    monkeypatch.undo()
+    _checkpoint.atomic_write(target, '{"new": true}')
+    assert json.loads(target.read_text()) == {"new": True}

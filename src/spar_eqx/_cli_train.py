@@ -210,6 +210,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ._train import load_trained
+    from ._train._checkpoint import atomic_write
 
     if args.episodes is not None and args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
@@ -239,7 +240,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     }
     print_summary(results)
     try:
-        target.write_text(json.dumps(results, indent=2))
+        atomic_write(target, json.dumps(results, indent=2))
     except OSError as error:
         raise UserError(
             f"could not write {target} ({error.strerror}); the results are printed above."

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .._run_config import RunConfig
-from ._checkpoint import load_checkpoint
+from ._checkpoint import atomic_write, load_checkpoint
 from ._run import Trainer
 
 
@@ -192,10 +192,10 @@ def train(
         for folder in {out, run_dir}:
             if (folder / "config.json").exists() and (folder / "config.json").read_text() == text:
                 continue  # a resumed run: the file already says exactly this
-            (folder / "config.json").write_text(text)
+            atomic_write(folder / "config.json", text)
         results = trainer.run(resume=resume)
     if num_processes > 1 and process_id == 0:
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        atomic_write(out / "results.json", json.dumps(results, indent=2))
     return results
 
 

@@ -60,6 +60,25 @@ def save_checkpoint(
         raise
 
 
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write a whole file atomically: a reader (or a kill) sees the old file or the new one.
+
+    **Arguments:** `path`, the file; `data`, its new contents (text is UTF-8 encoded).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

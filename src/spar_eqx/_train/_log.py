@@ -1,11 +1,14 @@
 """The run's record: loss and evaluation rows, `metrics.csv`, `results.json` and the plot."""
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._checkpoint import atomic_write
 
 
 class RunLog:
@@ -60,16 +63,21 @@ class RunLog:
 
     def write(self, out: Path, results: dict[str, Any]) -> None:
         out = Path(out)
-        (out / "results.json").write_text(json.dumps(results, indent=2))
         rows = self.losses + self.evals
         fields: list[str] = []
         for row in rows:
             fields.extend(k for k in row if k not in fields)
-        with open(out / "metrics.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        plot_learning_curves(self, out / "learning_curve.png", title=_title(results))
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        # Each file is replaced whole (a kill leaves the old one or the new one); the results
+        # come last, so a run with a results.json has its metrics and plot too.
+        atomic_write(out / "metrics.csv", table.getvalue())
+        image = io.BytesIO()
+        plot_learning_curves(self, image, title=_title(results))
+        atomic_write(out / "learning_curve.png", image.getvalue())
+        atomic_write(out / "results.json", json.dumps(results, indent=2))
 
 
 def _title(results: dict[str, Any]) -> str:
@@ -79,7 +87,7 @@ def _title(results: dict[str, Any]) -> str:
 _LABELS = ("stage", "phase", "step", "seed", "point", "policy")
 
 
-def plot_learning_curves(log: RunLog, path: Path, title: str = "") -> None:
+def plot_learning_curves(log: RunLog, path, title: str = "") -> None:
     """One panel per logged quantity (mean over seeds, per phase), then the evaluations.
 
     The evaluation panel shows each policy's normalised score (or return) with the seeds'
@@ -132,5 +140,5 @@ def plot_learning_curves(log: RunLog, path: Path, title: str = "") -> None:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
