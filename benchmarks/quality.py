@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(cmd, check=True)
             minutes = (time.perf_counter() - started) / 60
             (out / "wall_minutes.txt").write_text(f"{minutes:.2f}\n")
+            (out / "command.txt").write_text(" ".join(cmd) + "\n")
         minutes = float((out / "wall_minutes.txt").read_text())
+        if (out / "command.txt").exists():  # the command that made it, not today's options
+            cmd = (out / "command.txt").read_text().split()
         results = json.loads((out / "results.json").read_text())
         table += _row(algo, results, minutes)
         records.append({"algo": algo, "command": " ".join(cmd), "minutes": minutes,
