@@ -22,6 +22,8 @@ CASES = [
     (["train", "--out", "{tmp}/run", "--sweep", "temperature=1,-1"], "grid point"),
     (["train", "--out", "{tmp}/run", "--algo", "transformer"], "unknown --algo"),
     (["train", "--out", "{tmp}/a_file"], "not a folder"),
+    (["train", "--out", "{tmp}/a_file/run"], "a_file"),
+    (["train", "--out", "{tmp}/dangling/run"], "dangling"),
     (["evaluate", "{tmp}/nothing-here"], "nothing-here"),
     (["evaluate", "{tmp}/nothing-here", "--seed", "-1"], "--seed must lie in"),
     (["train", "--out", "{tmp}/run", "--num-processes", "2", "--process-id", "1",
@@ -32,12 +34,13 @@ CASES = [
 
 
 def _snapshot(root):
-    return {p: (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+    return {p: (p.read_bytes() if p.is_file() else p.is_symlink()) for p in root.rglob("*")}
 
 
 @pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(c[0][:4]) for c in CASES])
 def test_a_mistake_exits_2_with_a_message_and_changes_nothing(tmp_path, argv, message):
     (tmp_path / "a_file").write_text("keep me")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")  # a broken symlink
     before = _snapshot(tmp_path)
     args = [a.format(tmp=tmp_path) for a in argv]
     done = subprocess.run(
