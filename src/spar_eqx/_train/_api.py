@@ -15,8 +15,13 @@ from ._run import Trainer
 
 def output_folder_problem(out: Path, resume: bool) -> str | None:
     """Why `out` cannot take a new run (None when it can)."""
-    if out.exists() and not out.is_dir():
-        return f"{out} exists and is not a folder"
+    for path in (out, *out.parents):
+        if path.is_symlink() and not path.exists():
+            return f"{path} is a broken symbolic link; point it at a folder or choose another --out"
+        if path.exists() and not path.is_dir():
+            return f"{path} exists and is not a folder"
+        if path.exists():
+            break
     if out.exists() and any(out.iterdir()) and not resume:
         return (
             f"{out} is not empty; pass --resume to continue the run in it, "
