@@ -17,6 +17,8 @@ CASES = [
     (["train", "--out", "{tmp}/run", "--process-id", "1"], "process-id"),
     (["train", "--out", "{tmp}/run", "--dataset", "{tmp}/missing.hdf5"], "missing.hdf5"),
     (["train", "--out", "{tmp}/run", "--algo", "bc", "--alpha", "1"], "belongs to td3bc"),
+    (["train", "--out", "{tmp}/run", "--algo", "iql", "--preset", "hopper-medium-replay"],
+     "--preset is not an option of --algo iql (it belongs to spar)"),
     (["train", "--out", "{tmp}/run", "--sweep", "hidden=64,128"], "cannot sweep 'hidden'"),
     (["train", "--out", "{tmp}/run", "--sweep", "lambda_g=small"], "must be a number"),
     (["train", "--out", "{tmp}/run", "--sweep", "temperature=1,-1"], "grid point"),

@@ -119,13 +119,18 @@ def algorithms_epilog() -> str:
     return "\n".join(lines)
 
 
+def _train_flags(algo: str) -> set[str]:
+    """Every option `spar-eqx train --algo algo` accepts."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_arguments(parser, algo)
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
 def unknown_flags_message(extra: list[str], algo: str, command: str) -> str:
     """Why `extra` was refused: another algorithm's flag, or no flag at all."""
     flags = [x.split("=", 1)[0] for x in extra if x.startswith("--")]
     for flag in flags:
-        owners = [name for name in ALGORITHMS if name != algo and flag in flag_table(name)] + [
-            name for name in ALGORITHMS if name != algo and flag in dict(_budget_flags(name))
-        ]
+        owners = [name for name in ALGORITHMS if name != algo and flag in _train_flags(name)]
         if owners and command == "train":
             return (
                 f"{flag} is not an option of --algo {algo} (it belongs to "
