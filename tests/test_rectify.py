@@ -259,6 +259,7 @@ def test_mlp_without_guidance_converges_to_the_weighted_mean_residual():
     np.testing.assert_allclose(metrics["weight_mean"][0], w.mean(), rtol=1e-4)
     np.testing.assert_allclose(metrics["positive_advantage"][0], np.mean(adv > 0))
     assert np.all(np.asarray(metrics["anchor_same"])) and tree_equal_bits(state.anchor, _anchor())
+    np.testing.assert_allclose(metrics["capped_weights"][0], np.mean(w >= config.max_weight))
 
 
 def _mlp_guide_run(seed=1):
@@ -614,3 +615,25 @@ def test_critic_subsets_layout():
     data, guide, gate = critic_subsets(10, 4, 4, 4)
     assert data == (0, 1, 2, 3) and guide == (4, 5, 6, 7) and gate == (6, 7, 8, 9)
     assert critic_subsets(4, 4, 2, 1) == ((0, 1, 2, 3), (0, 1), (3,))  # guide wraps around
+
+
+@pytest.mark.parametrize("variant", ["mlp", "proj", "plas"])
+def test_the_share_of_capped_weights_is_reported(variant):
+    # A cap just above 1 catches every positive-advantage sample whose exp(A~/T) exceeds it;
+    # uniform weights are never "capped".
+    offsets = np.array([[0.3, 0.1], [0.1, 0.3], [-0.2, 0.1], [0.2, -0.3]])
+    batch = _batch(offsets)
+    base = _base()
+    for sensitivity, max_weight in (("exp", 1.05), ("exp", 100.0), ("uniform", 1.05)):
+        config = _config(variant, temperature=0.5, max_weight=max_weight, sensitivity=sensitivity)
+        q_data, _ = _q_rob(base + offsets, DATA, config.lambda_u)
+        q_base, sigma = _q_rob(base[None], DATA, config.lambda_u)
+        adv = (q_data - q_base) / max(sigma[0], 1e-6)
+        w = np.where(adv > 0, np.minimum(np.exp(adv / 0.5), max_weight), 0.0)
+        expected = np.mean(w >= max_weight) if sensitivity == "exp" else 0.0
+        learner = _learner(config)
+        state = learner.init(jr.key(0), _anchor())
+        update = learner.update_vae if variant == "plas" else learner.update
+        _, metrics = eqx.filter_jit(update)(state, batch, jr.key(1))
+        np.testing.assert_allclose(metrics["capped_weights"], expected)
+    assert 0 < np.mean(np.where(adv > 0, np.exp(adv / 0.5), 0) >= 1.05) < 1  # a real mix

@@ -91,6 +91,27 @@ def data_weights(
     return jax.lax.stop_gradient(w), jax.lax.stop_gradient(adv)
 
 
+def weight_metrics(
+    weights: Float[Array, " batch"], advantages: Float[Array, " batch"], config: ResidualConfig
+) -> dict[str, Float[Array, ""]]:
+    """What the data weights did this step.
+
+    - `weight_mean`: the mean weight;
+    - `positive_advantage`: the share of samples with `A~ > 0`;
+    - `capped_weights`: the share of samples whose weight sits at `max_weight`. At low
+      temperatures many `exp(A~ / T)` reach the cap, which turns the weighting into nearly
+      `{0, max_weight}`: watch this before reading a temperature or exp-vs-uniform ablation.
+    """
+    at_cap = weights >= config.max_weight * (1.0 - 1e-6)
+    if config.sensitivity != "exp":
+        at_cap = jnp.zeros_like(at_cap)
+    return {
+        "weight_mean": jnp.mean(weights),
+        "positive_advantage": jnp.mean((advantages > 0).astype(jnp.float32)),
+        "capped_weights": jnp.mean(at_cap.astype(jnp.float32)),
+    }
+
+
 class Rectifier(Learner):
     """Stage II as a `Learner`: a residual on top of a frozen Stage I anchor.
 

@@ -11,7 +11,13 @@ from .._losses import value_guidance, weighted_reconstruction
 from .._optim import apply_grads, init_opt, make_optimizer
 from .._residual import ResidualMLP
 from ..data._transitions import Transitions
-from .rectify_common import FrozenAnchor, Rectifier, data_weights, robust_q
+from .rectify_common import (
+    FrozenAnchor,
+    Rectifier,
+    data_weights,
+    robust_q,
+    weight_metrics,
+)
 
 
 class MLPState(eqx.Module):
@@ -71,8 +77,7 @@ class RectifyMLP(Rectifier):
             "loss": loss,
             "fit_loss": fit,
             "guide_q": -guide,
-            "weight_mean": jnp.mean(w),
-            "positive_advantage": jnp.mean((adv > 0).astype(jnp.float32)),
+            **weight_metrics(w, adv, c),
             "residual_norm": jnp.mean(jnp.linalg.norm(res, axis=-1)),
         }
         return MLPState(anchor, residual, opt_state, state.step + 1), metrics

@@ -12,7 +12,13 @@ from .._optim import apply_grads, init_opt, make_optimizer
 from .._policy import PLASResidual
 from .._residual import LatentPolicy, ResidualCVAE
 from ..data._transitions import Transitions
-from .rectify_common import FrozenAnchor, Rectifier, data_weights, robust_q
+from .rectify_common import (
+    FrozenAnchor,
+    Rectifier,
+    data_weights,
+    robust_q,
+    weight_metrics,
+)
 from .rectify_proj import weighted_elbo
 
 
@@ -91,8 +97,7 @@ class RectifyPLAS(Rectifier):
             "loss": loss,
             "recon_loss": rec,
             "kl": kl,
-            "weight_mean": jnp.mean(w),
-            "positive_advantage": jnp.mean((adv > 0).astype(jnp.float32)),
+            **weight_metrics(w, adv, c),
         }
         return new_state, metrics
 

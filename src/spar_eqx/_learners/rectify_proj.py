@@ -14,7 +14,14 @@ from .._optim import apply_grads, init_opt, make_optimizer
 from .._residual import ResidualCVAE, polyak
 from .._weighting import candidate_weights, normalized_advantage
 from ..data._transitions import Transitions
-from .rectify_common import FrozenAnchor, Rectifier, data_weights, robust_q, robust_q_candidates
+from .rectify_common import (
+    FrozenAnchor,
+    Rectifier,
+    data_weights,
+    robust_q,
+    robust_q_candidates,
+    weight_metrics,
+)
 
 
 class PROJState(eqx.Module):
@@ -153,7 +160,6 @@ class RectifyPROJ(Rectifier):
             "projected": project.astype(jnp.float32),
             "states_with_targets": accepted,
             "candidate_advantage": cand_adv,
-            "weight_mean": jnp.mean(w),
-            "positive_advantage": jnp.mean((adv > 0).astype(jnp.float32)),
+            **weight_metrics(w, adv, c),
         }
         return new_state, metrics
