@@ -13,6 +13,7 @@ from hypothesis import given
 from spar_eqx import (
     bc_loss,
     bc_nll_loss,
+    convex_targets,
     expectile_loss,
     gaussian_kl,
     latent_self_imitation,
@@ -253,3 +254,30 @@ def test_shared_prediction_minimiser_is_the_weighted_combination(targets, omega)
     nudged = jnp.asarray(combo + np.where(rows[:, None], 0.1, 0.0), jnp.float32)
     assert float(_shared_value_and_grad(nudged, t, w)[0]) >= float(at_value)
     np.testing.assert_allclose(np.asarray(_descend(t, w))[rows], combo[rows], atol=1e-3)
+
+
+def test_the_two_readings_of_latent_self_imitation():
+    """Literal eq. 10: each latent's minimiser is its own target (zero loss, zero gradient
+    when the online decoder equals the target). Prop. 3.3(i): one combined target per state,
+    sum_k omega_k delta_k, at which the gradient vanishes instead."""
+    rng = np.random.default_rng(0)
+    targets = jnp.asarray(rng.normal(size=(B, K, A)), jnp.float32)
+    omega = jnp.asarray(rng.dirichlet(np.ones(K), size=B), jnp.float32)
+    combined = convex_targets(targets, omega)
+    np.testing.assert_allclose(
+        combined, np.einsum("bk,bka->ba", np.asarray(omega), np.asarray(targets)), rtol=1e-5
+    )
+    # Literal: predicted == targets is the minimum (online == EMA target at step 0).
+    grad = jax.grad(latent_self_imitation)(targets, targets, omega)
+    assert float(latent_self_imitation(targets, targets, omega)) == 0.0
+    assert np.all(np.asarray(grad) == 0.0)
+    # Convex: the same point is not a minimum; the combination is.
+    broadcast = jnp.broadcast_to(combined[:, None, :], targets.shape)
+    assert float(latent_self_imitation(targets, broadcast, omega)) > 0.0
+    grad_at_combined = jax.grad(
+        lambda x: latent_self_imitation(jnp.broadcast_to(x[:, None, :], targets.shape),
+                                        targets, omega)
+    )(combined)  # fmt: skip
+    np.testing.assert_allclose(grad_at_combined, 0.0, atol=1e-5)
+    # A state whose candidates were all filtered out has no target.
+    assert np.all(np.asarray(convex_targets(targets, jnp.zeros_like(omega))) == 0.0)

@@ -637,3 +637,19 @@ def test_the_share_of_capped_weights_is_reported(variant):
         _, metrics = eqx.filter_jit(update)(state, batch, jr.key(1))
         np.testing.assert_allclose(metrics["capped_weights"], expected)
     assert 0 < np.mean(np.where(adv > 0, np.exp(adv / 0.5), 0) >= 1.05) < 1  # a real mix
+
+
+@pytest.mark.parametrize("reading", ["literal", "convex"])
+def test_proj_self_imitation_reading_at_the_first_projection(reading):
+    """At step 0 the EMA target decoder equals the online one: the literal eq. 10 loss is
+    exactly zero (no pull), the Prop. 3.3(i) reading pulls towards the weighted combination."""
+    config = _config("proj", lambda_g=1.0, self_imitation=reading)
+    learner = _learner(config)
+    state = learner.init(jr.key(0), _anchor())
+    batch = _batch(np.array([[0.3, 0.1], [0.1, 0.3], [-0.2, 0.1], [0.2, -0.3]]))
+    _, metrics = eqx.filter_jit(learner.update)(state, batch, jr.key(1))
+    assert float(metrics["projected"]) == 1.0
+    if reading == "literal":
+        assert float(metrics["self_imitation_loss"]) == 0.0
+    else:
+        assert float(metrics["self_imitation_loss"]) > 0.0

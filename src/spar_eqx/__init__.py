@@ -44,6 +44,7 @@ from ._learners.td3bc import TD3BC as TD3BC, TD3BCConfig as TD3BCConfig, TD3BCSt
 from ._losses import (
     bc_loss as bc_loss,
     bc_nll_loss as bc_nll_loss,
+    convex_targets as convex_targets,
     expectile_loss as expectile_loss,
     gaussian_kl as gaussian_kl,
     latent_self_imitation as latent_self_imitation,

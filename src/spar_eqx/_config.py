@@ -23,6 +23,7 @@ from ._weighting import FILTERINGS, SENSITIVITIES
 
 Variant = Literal["mlp", "proj", "plas"]
 VARIANTS = ("mlp", "proj", "plas")
+SELF_IMITATION = ("literal", "convex")
 
 
 class AnchorConfig(eqx.Module):
@@ -106,6 +107,11 @@ class ResidualConfig(eqx.Module):
     - `kl_weight` (`--kl-weight`, 0.5), `recon_weight` (`--recon-weight`, 1.0), eq. 8
     - `num_candidates` (`--candidates`, 64), `projection_period` (`--projection-period`, 10),
       `target_tau` (`--target-tau`, 0.005): Alg. 4
+    - `self_imitation` (`--self-imitation`, `"literal"`): eq. 10 as written, each decoded latent
+      regressed onto the target decoder's output at the same latent (its gradient is zero while
+      online and target decoders agree); `"convex"` regresses every latent onto the
+      omega-weighted combination `sum_k omega_k delta_k`, the minimiser Proposition 3.3(i)
+      describes
     - `latent_policy_depth` (`--latent-layers`, 2), `max_latent` (`--max-latent`, 2.0),
       `plas_vae_fraction` (`--plas-vae-fraction`, 0.5): SPAR-PLAS, Alg. 3
     """
@@ -140,6 +146,11 @@ class ResidualConfig(eqx.Module):
         10, "--projection-period", "steps between projections", static=True
     )
     target_tau: Scalar = hyper(0.005, "--target-tau", "EMA rate of the target CVAE")
+    self_imitation: Literal["literal", "convex"] = hyper(
+        "literal", "--self-imitation",
+        "latent self-imitation target: 'literal' (eq. 10, per latent) or 'convex' (Prop. 3.3(i))",
+        static=True, choices=SELF_IMITATION,
+    )  # fmt: skip
     latent_policy_depth: int = hyper(
         2, "--latent-layers", "SPAR-PLAS latent policy layers", static=True
     )
@@ -152,6 +163,7 @@ class ResidualConfig(eqx.Module):
         check_choice("variant", self.variant, VARIANTS)
         check_choice("sensitivity", self.sensitivity, SENSITIVITIES)
         check_choice("filtering", self.filtering, FILTERINGS)
+        check_choice("self_imitation", self.self_imitation, SELF_IMITATION)
         check_positive(
             temperature=self.temperature,
             max_weight=self.max_weight,

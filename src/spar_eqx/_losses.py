@@ -67,10 +67,24 @@ def latent_self_imitation(
 ) -> Float[Array, ""]:
     """`E_s sum_k omega_k ||decoder(s, a_base, z_k) - delta_k||^2` (eq. 10).
 
-    Gradients are stopped on the targets `delta_k` and the weights `omega_k`,
-    so only `predicted` is pulled, towards the weighted convex combination of
-    the candidates (Prop. 3.3 (i)).
+    Gradients are stopped on the targets `delta_k` and the weights `omega_k`, so only
+    `predicted` is pulled. Read literally, each `predicted[k]` is pulled towards its own
+    `delta_k` (the minimiser per latent is `delta_k`, not a combination): with
+    `targets = convex_targets(targets, omega)` broadcast over the candidates, every latent is
+    pulled towards the omega-weighted combination that Proposition 3.3(i) describes.
     """
     targets = jax.lax.stop_gradient(targets)
     omega = jax.lax.stop_gradient(omega)
     return jnp.mean(jnp.sum(omega * jnp.sum((predicted - targets) ** 2, axis=-1), axis=-1))
+
+
+def convex_targets(
+    targets: Float[Array, "batch candidates act_dim"], omega: Float[Array, "batch candidates"]
+) -> Float[Array, "batch act_dim"]:
+    """`sum_k omega_k delta_k` per state: the minimiser of Proposition 3.3(i), without gradient.
+
+    A state whose weights are all zero (every candidate filtered out) gets zeros; its loss
+    weight is zero anyway.
+    """
+    combined = jnp.sum(omega[..., None] * targets, axis=-2)
+    return jax.lax.stop_gradient(combined)

@@ -9,7 +9,12 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._config import ResidualConfig
 from .._learner import Phase
-from .._losses import gaussian_kl, latent_self_imitation, weighted_reconstruction
+from .._losses import (
+    convex_targets,
+    gaussian_kl,
+    latent_self_imitation,
+    weighted_reconstruction,
+)
 from .._optim import apply_grads, init_opt, make_optimizer
 from .._residual import ResidualCVAE, polyak
 from .._weighting import candidate_weights, normalized_advantage
@@ -132,6 +137,9 @@ class RectifyPROJ(Rectifier):
             )
             decode_k = jax.vmap(cvae.decode, in_axes=(None, None, 0))
             predicted = jax.vmap(decode_k)(obs, base, latents)
+            if c.self_imitation == "convex":  # Prop. 3.3(i): one combined target per state
+                combined = convex_targets(targets, omega)
+                targets = jnp.broadcast_to(combined[:, None, :], targets.shape)
             accepted = jnp.mean(jnp.any(omega > 0, axis=-1).astype(jnp.float32))
             return latent_self_imitation(predicted, targets, omega), (accepted, jnp.mean(cand_adv))
 
