@@ -29,6 +29,7 @@ import jax.random as jr
 import optax
 
 from spar_eqx import ALGORITHMS, TrainingBatch
+from spar_eqx._hyper import replace
 from spar_eqx._learner import hyperparameter_arrays
 from spar_eqx._train._chunk import init_states, run_chunk, stack
 from spar_eqx.data import Transitions
@@ -56,7 +57,7 @@ def _learner_and_states(name: str, seeds: int):
         algo = ALGORITHMS["spar"]
         config = algo.config()
         if name != "stage1":
-            config = eqx.tree_at(lambda c: c.residual.variant, config, name)
+            config = replace(config, {"residual.variant": name})
     else:
         algo = ALGORITHMS[name]
         config = algo.config()
