@@ -1,6 +1,7 @@
 """The thin trainer: loops, devices, checkpoints, logs and files around pure learners.
 
 - `_chunk`: the run axis (grid points x seeds) and the compiled chunk runner;
+- `_data`: the dataset loaded, checked against its environment and normalised;
 - `_run`: the run loop, checkpoints and resume (`Trainer`);
 - `_results`: evaluation of stacked runs and the shape of `results.json`;
 - `_log`: `metrics.csv` and the learning-curve plot; `_checkpoint`: atomic files;

@@ -23,19 +23,11 @@ import jax.random as jr
 import numpy as np
 
 from .._errors import CheckpointError, TrainingError
-from .._evaluation import env_spaces
-from .._learner import Learner, Phase, TrainingBatch, hyperparameter_arrays
+from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
-from ..data import (
-    ObservationNormalizer,
-    OfflineDataset,
-    Transitions,
-    apply_reward_transform,
-    default_reward_transform,
-    load_dataset,
-)
 from ._checkpoint import load_checkpoint, previous_path, read_header, save_checkpoint
 from ._chunk import init_states, run_axes, run_chunk, run_devices, shard_runs, stack
+from ._data import prepare
 from ._log import RunLog
 from ._results import evaluate_runs, grid_record, point_record
 
@@ -82,54 +74,19 @@ class Trainer:
         self.num_local = k
         self.grid = config.grid()
         self.num_runs = len(self.grid) * k
+        # Run r is grid point r // k trained with local seed r % k.
+        self.run_seeds = tuple(self.seed_ids[r % k] for r in range(self.num_runs))
+        self.run_labels = [self._label(r // k, self.run_seeds[r]) for r in range(self.num_runs)]
         self.ckpt_dir = self.out / "checkpoints"
 
     # ---- data
 
     def prepare_data(self) -> None:
-        c = self.config
-        # One source of truth: `--env` reaches the loader, which then labels the data, picks
-        # the reference returns, and names the environment evaluation runs in.
-        dataset: OfflineDataset = load_dataset(c.dataset, env_id=c.env_id)
-        env_id = dataset.env_id
-        obs_dim, act_dim, low, high = env_spaces(env_id)
-        t = dataset.transitions
-        if (t.obs_dim, t.act_dim) != (obs_dim, act_dim):
-            raise ValueError(
-                f"dataset {dataset.name!r} has {t.obs_dim}-d observations and {t.act_dim}-d "
-                f"actions but {env_id} has {obs_dim} and {act_dim}; pass the env the data "
-                "came from with --env."
-            )
-        data_low, data_high = np.asarray(dataset.action_low), np.asarray(dataset.action_high)
-        if not (np.allclose(data_low, low, atol=1e-6) and np.allclose(data_high, high, atol=1e-6)):
-            raise ValueError(
-                f"dataset {dataset.name!r} says its actions span [{data_low}, {data_high}] but "
-                f"{env_id} acts in [{low}, {high}]; its actions would be played on another "
-                "scale. Rescale the dataset's actions to the environment's space (or use the "
-                "environment it was recorded in), then train."
-            )
-        if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
-            raise ValueError(
-                f"{env_id}'s action space is [{low}, {high}]; the policies act in [-1, 1] "
-                "(SPAR's Table 7), so use an environment with a normalised action space."
-            )
-        transform = c.reward_transform or default_reward_transform(
-            env_id, self.algorithm.reward_convention
-        )
-        dataset = apply_reward_transform(dataset, transform)
-        self.dataset, self.env_id, self.reward_transform = dataset, env_id, transform
-        self.normalizer = ObservationNormalizer.from_transitions(dataset.transitions)
-        t = dataset.transitions
-        normalised = Transitions(
-            observations=jax.vmap(self.normalizer)(t.observations),
-            actions=t.actions,
-            rewards=t.rewards,
-            next_observations=jax.vmap(self.normalizer)(t.next_observations),
-            terminals=t.terminals,
-            timeouts=t.timeouts,
-        )
-        self.data = TrainingBatch.from_transitions(normalised)
-        self.obs_dim, self.act_dim = obs_dim, act_dim
+        """Load, check and normalise the dataset (`_data.prepare`); sets the data attributes."""
+        prepared = prepare(self.config, self.algorithm.reward_convention)
+        self.dataset, self.env_id = prepared.dataset, prepared.env_id
+        self.reward_transform, self.normalizer = prepared.reward_transform, prepared.normalizer
+        self.data, self.obs_dim, self.act_dim = prepared.data, prepared.obs_dim, prepared.act_dim
 
     # ---- learners and phases
 
@@ -149,8 +106,7 @@ class Trainer:
             for stage, learner in enumerate(template)
             for index, phase in enumerate(learner.phases(self.config.steps[stage]))
         ]
-        seeds = jnp.asarray([self.seed_ids[r % self.num_local] for r in range(self.num_runs)])
-        self.run_keys = jax.vmap(jr.key)(seeds)
+        self.run_keys = jax.vmap(jr.key)(jnp.asarray(self.run_seeds))
 
     def init_stage(self, stage: int, previous=None):
         keys = jax.vmap(lambda k: jr.fold_in(k, stage))(self.run_keys)
@@ -238,9 +194,7 @@ class Trainer:
         obs = self.dataset.transitions.observations
         count = min(self.config.acceptance_states, obs.shape[0])
         obs = obs[np.round(np.linspace(0, obs.shape[0] - 1, count)).astype(np.int64)]
-        keys = jax.vmap(lambda k: jr.fold_in(jr.key(12345), k))(
-            jnp.asarray([self.seed_ids[r % self.num_local] for r in range(self.num_runs)])
-        )
+        keys = jax.vmap(lambda k: jr.fold_in(jr.key(12345), k))(jnp.asarray(self.run_seeds))
         stage = len(self.algorithm.stages) - 1
         measure = eqx.filter_vmap(
             lambda learner, state, key: learner.diagnostics(state, self.normalizer, obs, key),
@@ -337,7 +291,7 @@ class Trainer:
                 self._check_finite(metrics, i, step)
                 step += size
                 log.add_losses(
-                    stage_names[stage], phase.name, offset + step, self._run_labels(), metrics
+                    stage_names[stage], phase.name, offset + step, self.run_labels, metrics
                 )
                 if c.eval_every and step % c.eval_every == 0 and step < phase.steps:
                     if phase.evaluate:
@@ -376,10 +330,6 @@ class Trainer:
     def _label(self, point: int, seed: int) -> dict[str, int]:
         return {"seed": seed, "point": point} if self.config.sweep else {"seed": seed}
 
-    def _run_labels(self) -> list[dict[str, int]]:
-        k = self.num_local
-        return [self._label(r // k, self.seed_ids[r % k]) for r in range(self.num_runs)]
-
     def _periodic_eval(self, stage: int, states, step: int, log: RunLog, *, periodic: bool):
         policies = self.policies(stage, states, periodic=periodic)
         for point, row in enumerate(self.evaluate(policies, seed=10_000)):
@@ -397,7 +347,7 @@ class Trainer:
             bad = ~np.isfinite(values)
             if bad.any():
                 row, column = np.argwhere(bad)[0]
-                label = self._run_labels()[column]
+                label = self.run_labels[column]
                 where = ", ".join(f"{k} {v}" for k, v in label.items())
                 kept = (
                     f"the last good checkpoint is {checkpoint}"
