@@ -51,6 +51,12 @@ class Hyperparameter:
     choices: tuple | None
 
 
+def _kind(field: dataclasses.Field) -> type:
+    """The type a field's values have: `hyper(kind=...)`, else its default's (str for None)."""
+    default = field.default
+    return field.metadata.get("kind") or (type(default) if default is not None else str)
+
+
 def hyperparameters(config_cls: type, prefix: str = "") -> Iterator[Hyperparameter]:
     """Every field of `config_cls`, recursing into nested configs, with its flag and default."""
     for field in dataclasses.fields(config_cls):
@@ -67,18 +73,9 @@ def hyperparameters(config_cls: type, prefix: str = "") -> Iterator[Hyperparamet
             help=meta["help"],
             default=default,
             static=bool(meta.get("static", False)),
-            kind=meta.get("kind") or (type(default) if default is not None else str),
+            kind=_kind(field),
             choices=meta.get("choices"),
         )
-
-
-def is_static(config_cls: type, path: str) -> bool:
-    """Whether the field at `path` (dots for nesting) is static in `config_cls`."""
-    head, _, rest = path.partition(".")
-    field = {f.name: f for f in dataclasses.fields(config_cls)}[head]
-    if rest:
-        return is_static(type(field.default), rest)
-    return bool(field.metadata.get("static", False))
 
 
 def to_dict(config) -> dict[str, Any]:
@@ -117,7 +114,7 @@ def from_dict(config_cls: type, data: dict[str, Any]):
 
 def _typed(owner: str, name: str, field: dataclasses.Field, value: Any) -> Any:
     """`value` as the type of `field`'s default (an int for a float is fine), or refused."""
-    kind = field.metadata.get("kind") or type(field.default)
+    kind = _kind(field)
     if value is None and field.default is None:
         return None
     if kind is float and is_number(value):

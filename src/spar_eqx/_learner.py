@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -129,8 +130,6 @@ class Learner(eqx.Module):
 
 def hyperparameter_arrays(tree):
     """`tree` with every Python float leaf made a float32 array (so it is traced, not static)."""
-    import jax.numpy as jnp
-
     return jax.tree_util.tree_map(
         lambda x: jnp.asarray(x, jnp.float32) if isinstance(x, float) else x, tree
     )

@@ -135,7 +135,8 @@ class RunConfig:
         return points
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(dataclasses.replace(self, hyperparameters=None, sweep=()))
+        """Every field as plain JSON values (the inverse of `from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["hyperparameters"] = to_dict(self.hyperparameters)
         out["steps"] = list(self.steps)
         out["sweep"] = [[name, list(values)] for name, values in self.sweep]
