@@ -111,19 +111,29 @@ def test_other_variants_run_end_to_end(tmp_path, hopper_file, variant):
     assert np.all(np.isfinite(results["scores"]["spar"]))
 
 
-def test_same_seed_same_results_and_resume_after_sigkill(tmp_path, hopper_file, finished_run):
-    """Kill a run mid-way with SIGKILL, resume it, and get the uninterrupted run's bits."""
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(hopper_file),
+def _signal_after_first_checkpoint(out: Path, dataset: Path, signum: int):
+    """Start a SPAR-PROJ training process, send `signum` once its first checkpoint exists.
+
+    **Returns:** `(returncode, stderr)` of the process.
+    """
+    cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(dataset),
            "--out", str(out), "--variant", "proj", *TINY]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     latest = out / "checkpoints" / "latest.eqx"
     deadline = time.monotonic() + 240
     while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, err.decode()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=240)
+    return proc.returncode, err.decode()
+
+
+def test_same_seed_same_results_and_resume_after_sigkill(tmp_path, hopper_file, finished_run):
+    """Kill a run mid-way with SIGKILL, resume it, and get the uninterrupted run's bits."""
+    out = tmp_path / "killed"
+    code, err = _signal_after_first_checkpoint(out, hopper_file, signal.SIGKILL)
+    assert code == -signal.SIGKILL, err
+    latest = out / "checkpoints" / "latest.eqx"
     assert latest.exists() and not (out / "results.json").exists()
 
     assert _train(out, hopper_file, "--variant", "proj") == 2  # non-empty folder, no --resume
@@ -298,19 +308,12 @@ def test_ctrl_c_stops_at_a_chunk_boundary_with_exit_130_and_resumes_exactly(
     """SIGINT: the chunk finishes, a checkpoint is saved, the exit code is 130 (not a crash),
     and `--resume` ends with the uninterrupted run's bits."""
     out = tmp_path / "interrupted"
-    cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(hopper_file),
-           "--out", str(out), "--variant", "proj", *TINY]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    latest = out / "checkpoints" / "latest.eqx"
-    deadline = time.monotonic() + 240
-    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=240)
-    if proc.returncode == 0:
+    code, err = _signal_after_first_checkpoint(out, hopper_file, signal.SIGINT)
+    if code == 0:
         pytest.skip("the run finished before the interrupt arrived")
-    assert proc.returncode == 130, err.decode()
-    assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+    latest = out / "checkpoints" / "latest.eqx"
+    assert code == 130, err
+    assert "interrupted" in err and "Traceback" not in err
     assert latest.exists() and not (out / "results.json").exists()
     assert _train(out, hopper_file, "--variant", "proj", "--resume") == 0
     resumed = (out / "checkpoints" / "stage2.eqx").read_bytes()
