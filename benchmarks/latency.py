@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from _record import write_record
+
 OBS, ACT = 11, 3
 
 
@@ -79,17 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{variant:<8}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}{row['peak_mb']:>9.0f}")
     if args.json:
-        sys.path.insert(0, "benchmarks")
-        from quality import _machine, _versions
-
-        record = {
-            "machine": _machine(),
-            "versions": _versions(),
-            "command": " ".join(["python", "benchmarks/latency.py", *sys.argv[1:]]),
-            "results": rows,
-        }
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2)
+        write_record(args.json, "benchmarks/latency.py", rows)
     return 0
 
 

@@ -16,15 +16,13 @@ redo it). Extra `spar-eqx train` flags for every run go after `--`.
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from _record import write_record
 
 
 def _command(algo: str, args, out: Path, extra: list[str]) -> list[str]:
@@ -39,30 +37,6 @@ def _command(algo: str, args, out: Path, extra: list[str]) -> list[str]:
     else:
         cmd += ["--algo", algo, "--steps", str(args.steps)]
     return cmd + extra
-
-
-def _machine() -> dict:
-    import jax
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-    }
-
-
-def _versions() -> dict:
-    names = ("spar_eqx", "jax", "jaxlib", "equinox", "optax", "gymnasium", "mujoco", "minari")
-    return {name: metadata.version(name) for name in names}
 
 
 def _row(algo: str, results: dict, minutes: float) -> list[tuple[str, list[float], float]]:
@@ -119,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": _machine(), "versions": _versions(),
-            "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]]),
-            "results": records,
-        }, indent=2))  # fmt: skip
+        write_record(args.json, "benchmarks/quality.py", records)
     return 0
 
 

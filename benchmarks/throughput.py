@@ -18,7 +18,6 @@ chunk's time less what the same chunk takes once compiled.
 """
 
 import argparse
-import json
 import sys
 import time
 
@@ -27,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
+from _record import write_record
 
 from spar_eqx import ALGORITHMS, TrainingBatch
 from spar_eqx._hyper import replace
@@ -220,17 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = ours[0]["updates_per_s"] / ref[0]["updates_per_s"]
             print(f"Stage I / plain reference, {seeds} seed(s): {ratio:.2f}x")
     if args.json:
-        sys.path.insert(0, "benchmarks")
-        from quality import _machine, _versions
-
-        record = {
-            "machine": _machine(),
-            "versions": _versions(),
-            "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]]),
-            "results": rows,
-        }
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2)
+        write_record(args.json, "benchmarks/throughput.py", rows)
     return 0
 
 

@@ -1,0 +1,46 @@
+"""What every benchmark's `--json` file holds besides its rows: the machine, the library
+versions and the exact command (`{"machine", "versions", "command", "results"}`)."""
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+
+def machine() -> dict:
+    """CPU model, core count, and JAX's backend and devices."""
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+    }
+
+
+def versions() -> dict:
+    """The versions of spar_eqx and the libraries whose speed or results it depends on."""
+    names = ("spar_eqx", "jax", "jaxlib", "equinox", "optax", "gymnasium", "mujoco", "minari")
+    return {name: metadata.version(name) for name in names}
+
+
+def write_record(path: str | os.PathLike, script: str, results: list) -> None:
+    """Write `results` to `path` with the machine, versions and this process's command."""
+    record = {
+        "machine": machine(),
+        "versions": versions(),
+        "command": " ".join(["python", script, *sys.argv[1:]]),
+        "results": results,
+    }
+    Path(path).write_text(json.dumps(record, indent=2))
