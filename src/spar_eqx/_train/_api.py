@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from .._run_config import RunConfig
 from ._checkpoint import atomic_write, load_checkpoint
+from ._chunk import run_axes
 from ._run import Trainer
 
 
@@ -212,7 +213,8 @@ def load_trained(out: str | Path):
     **Arguments:** `out`, the folder of a finished run.
 
     **Returns:** `(trainer, states)`: a `Trainer` over every seed, data loaded, and the
-    last stage's states; `trainer.policies(trainer.last_stage, states)` deploys them.
+    last stage's states; `trainer.final_record(states)` evaluates them, and
+    `trainer.policies(len(trainer.algorithm.stages) - 1, states)` deploys them.
     """
     out = Path(out)
     config = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
@@ -224,11 +226,14 @@ def load_trained(out: str | Path):
     last = len(trainer.algorithm.stages)
     states = []
     for index, folder in enumerate(folders):
-        part = Trainer(
-            config, folder, progress=False, process_index=index, process_count=len(folders)
-        )
-        part.obs_dim, part.act_dim = trainer.obs_dim, trainer.act_dim  # the data, loaded once
-        part.build()
+        if parts:  # each process's share of the seeds, built without reloading the data
+            part = Trainer(
+                config, folder, progress=False, process_index=index, process_count=len(folders)
+            )
+            part.obs_dim, part.act_dim = trainer.obs_dim, trainer.act_dim
+            part.build()
+        else:
+            part = trainer
         path = part.ckpt_dir / f"stage{last}.eqx"
         if not path.exists():
             raise ValueError(
@@ -238,8 +243,6 @@ def load_trained(out: str | Path):
     if len(states) == 1:
         return trainer, states[0]
     # Runs are point-major: put each grid point's seeds from every process together.
-    from ._chunk import run_axes
-
     points, k = len(trainer.grid), trainer.num_local // len(folders)
     axes = run_axes(states[0])
 
