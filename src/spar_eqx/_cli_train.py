@@ -12,7 +12,7 @@ from pathlib import Path
 from ._errors import UserError
 from ._presets import PRESETS
 from ._registry import ALGORITHMS
-from ._run_config import RunConfig, flag_table, sweep_names
+from ._run_config import RunConfig, flag_table, sweep_key, sweep_names
 
 # Run-level options: (flag, RunConfig field, type, help).
 _RUN_OPTIONS = [
@@ -25,7 +25,7 @@ _RUN_OPTIONS = [
 
 
 def _dest(flag: str) -> str:
-    return "hp_" + flag.lstrip("-").replace("-", "_")
+    return "hp_" + sweep_key(flag)
 
 
 def _bool(text: str) -> bool:
@@ -97,7 +97,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
     for flag, fields in flag_table(algo).items():
         first = fields[0]
         kind = _bool if first.kind is bool else first.kind
-        star = "*" if flag.lstrip("-").replace("-", "_") in sweepable else ""
+        star = "*" if sweep_key(flag) in sweepable else ""
         group.add_argument(
             flag,
             type=kind,

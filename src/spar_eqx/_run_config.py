@@ -110,7 +110,7 @@ class RunConfig:
         table = sweep_names(self.algo)
         names, paths, values = [], [], []
         for name, vals in self.sweep:
-            key = _sweep_key(name)
+            key = sweep_key(name)
             if key not in table:
                 known = ", ".join(sorted(table))
                 raise ValueError(
@@ -174,7 +174,8 @@ class RunConfig:
         )
 
 
-def _sweep_key(name: str) -> str:
+def sweep_key(name: str) -> str:
+    """A flag or sweep name in snake case without dashes: `--lambda-g` -> `"lambda_g"`."""
     return name.lstrip("-").replace("-", "_")
 
 
@@ -194,9 +195,9 @@ def sweep_names(algo: str) -> dict[str, tuple[str, ...]]:
             continue
         out[h.path] = [h.path]
         if h.flag:
-            out.setdefault(_sweep_key(h.flag), []).append(h.path)
+            out.setdefault(sweep_key(h.flag), []).append(h.path)
     for flag in static_flags:
-        out.pop(_sweep_key(flag), None)
+        out.pop(sweep_key(flag), None)
     return {k: tuple(v) for k, v in out.items()}
 
 
