@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from spar_eqx import load_trained
 from spar_eqx._cli import main
 
 TINY = [
@@ -266,8 +267,16 @@ def test_a_dataset_on_another_action_scale_is_refused(tmp_path, capsys):
         f.attrs["action_low"], f.attrs["action_high"] = -2.0, 2.0
     assert _train(tmp_path / "run", path) == 2
     err = capsys.readouterr().err
-    assert "[-2." in err and "Hopper-v5" in err
+    assert "[-2." in err and "Hopper-v5" in err and "--rescale-actions" in err
     assert not (tmp_path / "run").exists()
+    # Asked for, the bounds are mapped onto Hopper's [-1, 1], said, and recorded.
+    assert _train(tmp_path / "run", path, "--variant", "mlp", "--rescale-actions") == 0
+    assert "mapped from [[-2.0, -2.0, -2.0]" in capsys.readouterr().err
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["actions_rescaled_from"] == [[-2.0] * 3, [2.0] * 3]
+    trainer, _ = load_trained(tmp_path / "run")
+    with h5py.File(path) as f:
+        np.testing.assert_allclose(trainer.data.actions, f["actions"][:] / 2.0, atol=1e-6)
 
 
 def test_env_reaches_the_loader_of_a_file_that_names_none(tmp_path, capsys):

@@ -54,6 +54,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
         "--dataset", default="default", help="Minari id, folder, D4RL HDF5 file, or 'default'"
     )
     parser.add_argument("--env", dest="env_id", help="environment id (default: the dataset's)")
+    parser.add_argument(
+        "--rescale-actions", action="store_true",
+        help="map the dataset's recorded action bounds linearly onto the environment's action "
+        "space when they differ (otherwise such a dataset is refused)",
+    )  # fmt: skip
     if algo == "spar":
         parser.add_argument(
             "--preset", choices=PRESETS, help="the paper's per-task settings (Table 8)"
@@ -170,6 +175,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         seeds=args.seeds,
         eval_episodes=args.eval_episodes,
         eval_every=args.eval_every,
+        rescale_actions=args.rescale_actions,
         **schedule,
     )
     overrides = {}

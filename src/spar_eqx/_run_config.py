@@ -30,6 +30,8 @@ class RunConfig:
     - `eval_episodes`, `eval_max_episode_steps`: evaluation episodes per seed, and a cap.
     - `reward_transform`: None for the algorithm's convention.
     - `acceptance_states`: dataset states the final diagnostics are measured on.
+    - `rescale_actions`: map the dataset's recorded action bounds linearly onto the
+      environment's action space when they differ (otherwise such a dataset is refused).
     """
 
     algo: str = "spar"
@@ -46,6 +48,7 @@ class RunConfig:
     eval_max_episode_steps: int | None = None
     reward_transform: str | None = None
     acceptance_states: int = 10_000
+    rescale_actions: bool = False
 
     def __post_init__(self):
         algo = algorithm(self.algo)

@@ -87,6 +87,14 @@ class Trainer:
         self.dataset, self.env_id = prepared.dataset, prepared.env_id
         self.reward_transform, self.normalizer = prepared.reward_transform, prepared.normalizer
         self.data, self.obs_dim, self.act_dim = prepared.data, prepared.obs_dim, prepared.act_dim
+        self.rescaled_from = prepared.rescaled_from
+        if self.rescaled_from is not None:
+            low, high = self.rescaled_from
+            print(
+                f"spar-eqx: --rescale-actions: the dataset's actions are mapped from [{low}, "
+                f"{high}] onto {self.env_id}'s action space.",
+                file=sys.stderr,
+            )
 
     # ---- learners and phases
 
@@ -322,6 +330,7 @@ class Trainer:
             "steps": dict(zip(self.algorithm.stages, c.steps, strict=True)),
             "wall_clock_seconds": seconds,
             "reward_transform": self.reward_transform,
+            "actions_rescaled_from": self.rescaled_from,
             "devices": [str(d) for d in jax.devices()],
             "seed_sharding": run_devices(self.num_runs),
             "config": c.to_dict(),
