@@ -88,9 +88,7 @@ def prepare(config: RunConfig, reward_convention: str) -> Prepared:
         timeouts=t.timeouts,
     )
     data = TrainingBatch.from_transitions(normalised)
-    return Prepared(
-        dataset, env_id, transform, normalizer, data, obs_dim, act_dim, rescaled_from
-    )
+    return Prepared(dataset, env_id, transform, normalizer, data, obs_dim, act_dim, rescaled_from)
 
 
 def rescale_actions(dataset: OfflineDataset, low: np.ndarray, high: np.ndarray) -> OfflineDataset:
