@@ -5,6 +5,7 @@ Each must exit 2 with one message and no traceback, and change no file that exis
 with every such bug found.
 """
 
+import socket
 import subprocess
 import sys
 
@@ -32,7 +33,17 @@ CASES = [
       "--coordinator", "127.0.0.1:9", "--coordinator-timeout", "1"], "found no coordinator"),
     (["train", "--out", "{tmp}/run", "--num-processes", "2", "--process-id", "1",
       "--coordinator", "nowhere", "--coordinator-timeout", "1"], "HOST:PORT"),
+    (["train", "--out", "{tmp}/run", "--num-processes", "2", "--process-id", "0",
+      "--coordinator", "127.0.0.1:{port}", "--coordinator-timeout", "2"], "1 never joined"),
+    (["train", "--out", "{tmp}/run", "--num-processes", "2", "--process-id", "0",
+      "--coordinator", "127.0.0.1:{port}", "--coordinator-timeout", "0"], "at least 1 second"),
 ]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _snapshot(root):
@@ -44,7 +55,7 @@ def test_a_mistake_exits_2_with_a_message_and_changes_nothing(tmp_path, argv, me
     (tmp_path / "a_file").write_text("keep me")
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")  # a broken symlink
     before = _snapshot(tmp_path)
-    args = [a.format(tmp=tmp_path) for a in argv]
+    args = [a.format(tmp=tmp_path, port=_free_port()) for a in argv]
     done = subprocess.run(
         [sys.executable, "-m", "spar_eqx._cli", *args],
         capture_output=True,
@@ -55,3 +66,27 @@ def test_a_mistake_exits_2_with_a_message_and_changes_nothing(tmp_path, argv, me
     assert message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert _snapshot(tmp_path) == before
+
+
+def test_processes_that_disagree_on_the_run_are_refused_before_jax_starts(tmp_path):
+    """Process 0 and a peer with another --num-processes: both exit 2 with the reason."""
+    port = _free_port()
+    common = ["train", "--out", str(tmp_path / "run"), "--coordinator", f"127.0.0.1:{port}",
+              "--coordinator-timeout", "60"]  # fmt: skip
+    argvs = [[*common, "--num-processes", "2", "--process-id", "0"],
+             [*common, "--num-processes", "3", "--process-id", "1"]]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "spar_eqx._cli", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for argv in argvs
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err
+        assert "--num-processes 3, process 0 with 2" in err, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()

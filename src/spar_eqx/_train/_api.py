@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from .._run_config import RunConfig
 from ._checkpoint import atomic_write, load_checkpoint
 from ._chunk import run_axes
+from ._rendezvous import host_lobby, join_lobby, split_address
 from ._run import Trainer
 
 
@@ -64,33 +65,6 @@ def _run_lock(run_dir: Path):
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
-
-
-def _wait_for_coordinator(address: str, timeout: float, process_id: int, count: int) -> None:
-    """Wait until process 0's coordinator accepts connections, or refuse with a message.
-
-    (XLA's own client aborts the whole process with a C++ stack trace when it cannot
-    register, so an unreachable coordinator is caught here first.)
-    """
-    import socket
-    import time
-
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--coordinator must be HOST:PORT, got {address!r}.")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, int(port)), timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise ValueError(
-                    f"process {process_id} of {count} found no coordinator at {address} within "
-                    f"{timeout} s; start process 0 with the same --coordinator (it hosts it), "
-                    "or raise --coordinator-timeout."
-                ) from None
-            time.sleep(0.5)
 
 
 def _check_resumed_config(run_dir: Path, config: RunConfig) -> None:
@@ -159,15 +133,27 @@ def train(
             f"--process-id {process_id} needs --num-processes larger than it; a single-process "
             "run is process 0."
         )
+    run_dir = out if num_processes == 1 else out / f"process-{process_id}"
+    if num_processes > 1 and not 0 <= process_id < num_processes:
+        raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
+    problem = output_folder_problem(run_dir, resume)
+    if problem:
+        raise ValueError(problem)
+    _check_resumed_config(run_dir, config) if resume else None
     if num_processes > 1:
         if coordinator is None:
             raise ValueError(
                 "a multi-process run needs --coordinator HOST:PORT for jax.distributed."
             )
-        if not 0 <= process_id < num_processes:
-            raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
-        if process_id != 0:
-            _wait_for_coordinator(coordinator, coordinator_timeout, process_id, num_processes)
+        split_address(coordinator)
+        if coordinator_timeout < 1:
+            raise ValueError(
+                f"--coordinator-timeout must be at least 1 second, got {coordinator_timeout}."
+            )
+        if process_id == 0:
+            host_lobby(coordinator, num_processes, coordinator_timeout)
+        else:
+            join_lobby(coordinator, process_id, num_processes, coordinator_timeout)
         try:
             jax.distributed.initialize(
                 coordinator, num_processes, process_id, initialization_timeout=coordinator_timeout
@@ -180,11 +166,6 @@ def train(
                 "process with the same --coordinator and --num-processes, each with its own "
                 "--process-id."
             ) from None
-    run_dir = out if num_processes == 1 else out / f"process-{process_id}"
-    problem = output_folder_problem(run_dir, resume)
-    if problem:
-        raise ValueError(problem)
-    _check_resumed_config(run_dir, config) if resume else None
     trainer = Trainer(
         config, run_dir, progress=progress, process_index=process_id, process_count=num_processes
     )
