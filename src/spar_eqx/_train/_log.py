@@ -64,9 +64,11 @@ class RunLog:
     def write(self, out: Path, results: dict[str, Any]) -> None:
         out = Path(out)
         rows = self.losses + self.evals
-        fields: list[str] = []
-        for row in rows:
-            fields.extend(k for k in row if k not in fields)
+        # Labels first, then the quantities by name: the same columns in the same order
+        # whether or not the run was resumed (a resumed log's rows come back from JSON).
+        present = {k for row in rows for k in row}
+        fields = [k for k in _LABELS if k in present]
+        fields += sorted(present - set(fields))
         table = io.StringIO(newline="")
         writer = csv.DictWriter(table, fieldnames=fields)
         writer.writeheader()

@@ -238,7 +238,12 @@ class Trainer:
             self.prepare_data()
         if not hasattr(self, "learners"):
             self.build()
-        for leftover in self.ckpt_dir.glob(".*.eqx.*"):  # a killed save's temporary file
+        # A killed write's temporary files (`atomic_write` names them `.NAME.XXXX`); the run
+        # lock is held, so no other process is writing them.
+        leftovers = [*self.ckpt_dir.glob(".*.eqx.*")]
+        for name in ("metrics.csv", "learning_curve.png", "results.json"):
+            leftovers += self.out.glob(f".{name}.*")
+        for leftover in leftovers:
             leftover.unlink(missing_ok=True)
         if resume and (self.ckpt_dir / LATEST).exists():
             start, step, states, log = self._restore()
