@@ -1,5 +1,8 @@
 """Small helpers shared by the tests."""
 
+import subprocess
+import sys
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -28,4 +31,30 @@ def tree_equal_bits(x, y) -> bool:
         bool(jnp.array_equal(a, b))
         for a, b in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y), strict=True)
         if eqx.is_array(a)
+    )
+
+
+_KILL_AT_REPLACE = """
+import os, signal, sys
+from pathlib import Path
+from spar_eqx._cli import main
+target, argv = sys.argv[1], sys.argv[2:]
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    if Path(dst).name == target:  # the new file is complete but not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+os.replace = replace
+sys.exit(main(argv))
+"""
+
+
+def killed_at_replace(target: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """Run the CLI in a process that SIGKILLs itself when it is about to rename a file
+    onto `target` (a file name)."""
+    return subprocess.run(
+        [sys.executable, "-c", _KILL_AT_REPLACE, target, *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )

@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import signal
 
 import minari
 import numpy as np
@@ -18,6 +19,8 @@ from spar_eqx.data._collect import (
     default_target_return,
 )
 from spar_eqx.data._sac import SACConfig
+
+from .helpers import killed_at_replace
 
 # Identical to test_sac.TEST_CONFIG (equal configs share the compiled update chunk): SAC starts
 # updating after 100 random steps and evaluates after every 100 steps.
@@ -225,3 +228,23 @@ def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path, monkeypatch):
     assert after != before and set(after) == set(before)
     beside = sorted(p.name for p in folder.parent.iterdir())
     assert beside == ["namespace_metadata.json", "random-v0"]
+
+
+def test_a_collection_killed_during_the_swap_gives_the_old_dataset_back(tmp_path):
+    """SIGKILL after the old dataset was moved aside and before the new one took its place:
+    the next `collect` puts the old one back (then refuses to overwrite it without
+    --overwrite), and cleans the staging folder; `--overwrite` then completes."""
+    argv = ["collect", "--env", ENV, "--level", "random", "--out", str(tmp_path), "--quiet",
+            "--steps", "30", "--max-episode-steps", "10"]  # fmt: skip
+    assert main(argv) == 0
+    folder = tmp_path / "hopper" / "random-v0"
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    done = killed_at_replace("random-v0", [*argv, "--overwrite", "--seed", "1"])
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert not folder.exists()  # the moment the kill caught: the old one is aside
+    assert main(argv) == 2  # restored, so "already exists"
+    after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in tmp_path.rglob(".*")]  # no staging folder, nothing aside
+    assert main([*argv, "--overwrite", "--seed", "1"]) == 0
+    assert minari.MinariDataset(folder / "data").total_steps == 30

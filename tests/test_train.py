@@ -16,6 +16,8 @@ import pytest
 from spar_eqx import load_trained
 from spar_eqx._cli import main
 
+from .helpers import killed_at_replace
+
 TINY = [
     "--stage1-steps", "40", "--stage2-steps", "40", "--seeds", "2", "--batch-size", "16",
     "--critics", "3", "--data-critics", "2", "--guide-critics", "2", "--gate-critics", "2",
@@ -444,32 +446,6 @@ def test_results_files_are_replaced_whole(tmp_path, monkeypatch):
     assert json.loads(target.read_text()) == {"new": True}
 
 
-_KILL_AT_REPLACE = """
-import os, signal, sys
-from pathlib import Path
-from spar_eqx._cli import main
-target, argv = sys.argv[1], sys.argv[2:]
-real = os.replace
-def replace(src, dst, *args, **kwargs):
-    if Path(dst).name == target:  # the new file is complete but not yet in place
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(src, dst, *args, **kwargs)
-os.replace = replace
-sys.exit(main(argv))
-"""
-
-
-def _killed_at_replace(target: str, argv: list[str]) -> subprocess.CompletedProcess:
-    """Run the CLI in a process that SIGKILLs itself when it is about to rename a file
-    onto `target` (a file name)."""
-    return subprocess.run(
-        [sys.executable, "-c", _KILL_AT_REPLACE, target, *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 @pytest.mark.parametrize("target", ["metrics.csv", "learning_curve.png", "results.json"])
 def test_a_kill_while_writing_the_results_resumes_to_the_same_bytes(
     tmp_path, hopper_file, finished_run, target
@@ -478,7 +454,7 @@ def test_a_kill_while_writing_the_results_resumes_to_the_same_bytes(
     with the uninterrupted run's scores and metrics, and no temporary file is left."""
     out = tmp_path / "killed"
     argv = ["train", "--dataset", str(hopper_file), "--out", str(out), "--variant", "proj", *TINY]
-    done = _killed_at_replace(target, argv)
+    done = killed_at_replace(target, argv)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert not (out / "results.json").exists()
     assert [p.name for p in out.glob(f".{target}.*")], "the kill left the temporary file"

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import shlex
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -59,7 +60,14 @@ class CollectError(ValueError):
 
 
 def dataset_id(env_id: str, level: str) -> str:
-    """The Minari id `collect` writes: `"Hopper-v5", "medium" -> "hopper/medium-v0"`."""
+    """The Minari id `collect` writes: `"Hopper-v5", "medium" -> "hopper/medium-v0"`.
+
+    **Arguments:** `env_id`, a gymnasium id (a namespace prefix and a `-vN` suffix are
+    dropped); `level`, one of `LEVELS`.
+
+    **Returns:** `"<name>/<level>-v0"`, `<name>` the lower-cased environment name with any
+    character other than letters, digits and `_` replaced by `-`.
+    """
     name = env_id.split(":")[-1].split("/")[-1]
     base, _, version = name.rpartition("-v")
     if base and version.isdigit():
@@ -73,6 +81,12 @@ def default_target_return(env_id: str, level: str) -> float | None:
 
     Medium: `ref_min + (ref_max - ref_min) / 3`; expert: `ref_min + 0.9 * (ref_max - ref_min)`,
     with `ref_min`/`ref_max` the D4RL random and expert returns (`spar_eqx.reference_scores`).
+
+    **Arguments:** `env_id`, a gymnasium id; `level`, a level of `LEVELS`.
+
+    **Returns:** the target evaluation return, or None for `random`, `medium-replay` and
+    `medium-expert` (whose parts are `medium` and `expert`) and for environments without a
+    D4RL reference.
     """
     ref = reference_scores(env_id)
     if ref is None or level not in ("medium", "expert"):
@@ -357,6 +371,43 @@ def _prepare_folder(out: Path, dataset: str, overwrite: bool) -> Path:
     return folder
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _recover_interrupted(root: Path, dataset: str) -> None:
+    """Undo what a killed collection into `root` left: put back a dataset it had moved aside
+    (if no new one took its place) and delete its staging folder.
+
+    Only leftovers of processes that no longer run are touched, so a collection running
+    beside this one keeps its files.
+    """
+    final = root / dataset
+    for old in final.parent.glob(f".{final.name}.replaced-*"):
+        pid = old.name.rpartition("-")[2]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, final)
+            print(
+                f"spar-eqx collect: restored {final}, which an interrupted collection had "
+                "moved aside.",
+                file=sys.stderr,
+            )
+    for staging in root.glob(".collect-*-*"):
+        pid = staging.name.split("-")[1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def _swap_into_place(staging: Path, root: Path, dataset: str) -> None:
     """Move the finished dataset from `staging` to `root`, replacing any old one last.
 
@@ -432,13 +483,15 @@ def collect(
     # Minari joins paths under MINARI_DATASETS_PATH in ways that need it absolute; the command
     # records `out` as given.
     root = Path(out).absolute()
+    if root.is_dir():
+        _recover_interrupted(root, dataset_id(env_id, level))
     folder = _prepare_folder(root, dataset_id(env_id, level), overwrite)
     command = _command(
         env_id, level, Path(out), seed, steps, target_return, max_train_steps, max_episode_steps
     )
     # Collect beside the old data, in a staging root, and swap only a complete dataset in:
     # a failed or interrupted collection leaves any existing dataset as it was.
-    staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=f".collect-{os.getpid()}-", dir=root))
     try:
         staged = staging / dataset_id(env_id, level)
         with _datasets_root(staging):
@@ -612,7 +665,10 @@ def _write_metadata(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the `collect` options to `parser` (the `spar-eqx collect` subcommand)."""
+    """Add the `collect` options to `parser` (the `spar-eqx collect` subcommand).
+
+    **Arguments:** `parser`, the subcommand's `argparse` parser (modified in place).
+    """
     parser.add_argument("--env", required=True, help="gymnasium id, e.g. Hopper-v5")
     parser.add_argument("--level", required=True, choices=LEVELS, help="which D4RL-style dataset")
     parser.add_argument(
@@ -651,7 +707,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run `spar-eqx collect` from parsed arguments; prints the dataset folder."""
+    """Run `spar-eqx collect` from parsed arguments; prints the dataset folder.
+
+    **Arguments:** `args`, the namespace `add_arguments`'s options produce.
+
+    **Returns:** the exit status 0; a `CollectError` is re-raised as a `UserError` (exit 2).
+    """
     from .._errors import UserError
 
     target = args.target_return
