@@ -9,6 +9,7 @@ import pytest
 from spar_eqx._evaluation import (
     BatchPolicy,
     EvaluationResult,
+    ReportingPolicy,
     env_spaces,
     evaluate,
     make_env,
@@ -213,3 +214,30 @@ def test_actions_within_tolerance_accepted():
         lambda o, k: jnp.full((o.shape[0], 3), 1.0 + 1e-7), ENV, 1, 0, max_episode_steps=3
     )
     assert result.lengths[0] >= 1
+
+
+class _ReportsItsRow(eqx.Module):
+    """`_falls_first_policy`, reporting per row whether it is the vector env's row 0, and
+    a constant 0.25."""
+
+    def __call__(self, observations, key):
+        return _falls_first_policy(observations, key)
+
+    def act_and_report(self, observations, key):
+        first = (jnp.arange(observations.shape[0]) == 0).astype(jnp.float32)
+        quarter = jnp.full(observations.shape[0], 0.25, jnp.float32)
+        return self(observations, key), {"first": first, "quarter": quarter}
+
+
+@pytest.mark.parametrize("num_envs, first", [(3, [1.0, 0.0, 0.0]), (2, [1.0, 0.0, 1.0])])
+def test_reports_are_averaged_over_each_episodes_own_steps(num_envs, first):
+    """Reports follow the episode a row plays (row 0 of each round), and average over that
+    episode's counted steps only (episode 0 falls early; its row keeps being stepped)."""
+    policy = _ReportsItsRow()
+    assert isinstance(policy, ReportingPolicy)
+    result = evaluate(policy, ENV, 3, 0, max_episode_steps=STEPS, num_envs=num_envs)
+    np.testing.assert_array_equal(result.reports["first"], first)
+    np.testing.assert_allclose(result.reports["quarter"], 0.25, rtol=1e-12)
+    plain = evaluate(_falls_first_policy, ENV, 3, 0, max_episode_steps=STEPS, num_envs=num_envs)
+    np.testing.assert_array_equal(result.returns, plain.returns)
+    assert plain.reports == {}

@@ -22,6 +22,7 @@ from spar_eqx import (
     LatentPolicy,
     NoGatePolicy,
     PLASResidual,
+    ReportingPolicy,
     ResidualCVAE,
     ResidualMLP,
     SPARPolicy,
@@ -227,3 +228,17 @@ def test_mismatched_action_spaces_are_refused():
     wrong = eqx.filter_eval_shape(ResidualMLP, OBS + 1, ACT + 1, WIDTH, DEPTH, key=jr.key(0))
     with pytest.raises(ValueError, match="action"):
         SPARPolicy(_normalizer(), _base(), wrong, _critic(), GateConfig())
+
+
+@pytest.mark.parametrize("residual", [[0.3, 0.2], [-0.3, -0.2]])
+def test_the_report_is_the_gate_decision_behind_the_same_actions(residual):
+    """`act_and_report` (what `evaluate` averages along episodes) gives `__call__`'s actions
+    and, per row, 1.0 exactly where the gate accepted (here: all rows, then none)."""
+    policy = _policy(_constant_mlp(residual))
+    assert isinstance(policy, ReportingPolicy)
+    obs = _observations()
+    actions, report = eqx.filter_jit(policy.act_and_report)(obs, jr.key(0))
+    _, accepted = policy.act_batch(obs, jr.key(0))
+    np.testing.assert_array_equal(report["gate_acceptance"], np.asarray(accepted, np.float32))
+    assert np.all(accepted) if residual[0] > 0 else not np.any(accepted)
+    np.testing.assert_array_equal(actions, eqx.filter_jit(policy)(obs, jr.key(0)))

@@ -79,6 +79,10 @@ def test_train_writes_results_metrics_plot_and_checkpoints(finished_run):
             assert len(values) == 2 and np.all(np.isfinite(values))
     acceptance = results["diagnostics"]["gate_acceptance"]
     assert len(acceptance) == 2 and all(0.0 <= a <= 1.0 for a in acceptance)
+    # Where the gated policy itself went: only it reports, once per seed.
+    assert set(results["episodes"]) == {"spar"}
+    along = results["episodes"]["spar"]["gate_acceptance"]
+    assert len(along) == 2 and all(0.0 <= a <= 1.0 for a in along)
     assert results["config"]["hyperparameters"]["residual"]["num_candidates"] == 4
     assert results["wall_clock_seconds"] > 0
     header = (finished_run / "metrics.csv").read_text().splitlines()[0].split(",")

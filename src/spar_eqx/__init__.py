@@ -22,6 +22,7 @@ from ._errors import (
 from ._evaluation import (
     BatchPolicy as BatchPolicy,
     EvaluationResult as EvaluationResult,
+    ReportingPolicy as ReportingPolicy,
     env_spaces as env_spaces,
     evaluate as evaluate,
     make_env as make_env,

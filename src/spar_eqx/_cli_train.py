@@ -278,4 +278,11 @@ def _print_point(record: dict) -> None:
         per_seed = " ".join(f"{v:.1f}" for v in values)
         print(f"{name:<14}{values.mean():>10.1f}{values.std():>10.1f}   {per_seed}")
     for name, values in record.get("diagnostics", {}).items():
-        print(f"{name.replace('_', ' ')}: {np.mean(values):.3f}")
+        print(f"{name.replace('_', ' ')} on dataset states: {np.mean(values):.3f}")
+    for policy, reports in record.get("episodes", {}).items():
+        for name, values in reports.items():
+            per_seed = " ".join(f"{v:.3f}" for v in values)
+            print(
+                f"{name.replace('_', ' ')} along {policy}'s episodes: {np.mean(values):.3f}"
+                f"   per seed {per_seed}"
+            )

@@ -47,6 +47,25 @@ class BatchPolicy(Protocol):
     ) -> Float[Array, "n act_dim"]: ...
 
 
+@runtime_checkable
+class ReportingPolicy(Protocol):
+    """A `BatchPolicy` that can also say, per row, something about each decision it made.
+
+    `evaluate` calls `act_and_report` instead of `__call__` when a policy has it, and averages
+    every reported quantity over each episode's steps (`EvaluationResult.reports`). The
+    actions must be those `__call__` returns. `SPARPolicy` reports `gate_acceptance` (1 where
+    the gate used the residual, 0 where it fell back to the anchor).
+    """
+
+    def __call__(
+        self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
+    ) -> Float[Array, "n act_dim"]: ...
+
+    def act_and_report(
+        self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
+    ) -> tuple[Float[Array, "n act_dim"], dict[str, Float[Array, " n"]]]: ...
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class EvaluationResult:
     """Per-episode results of `evaluate`.
@@ -59,6 +78,8 @@ class EvaluationResult:
       reference is known for the environment.
     - `env_id`: the gymnasium id that was evaluated.
     - `reference`: the reference returns used for `scores`, or None.
+    - `reports`: for a `ReportingPolicy`, each reported quantity's mean over the steps of
+      each episode, `{name: (episodes,)}`; empty otherwise.
     """
 
     returns: Float[np.ndarray, " episodes"]
@@ -66,6 +87,7 @@ class EvaluationResult:
     scores: Float[np.ndarray, " episodes"] | None
     env_id: str
     reference: ReferenceScores | None
+    reports: dict[str, Float[np.ndarray, " episodes"]] = dataclasses.field(default_factory=dict)
 
     @property
     def mean_return(self) -> float:
@@ -160,7 +182,8 @@ def evaluate(
 
     **Arguments:**
 
-    - `policy`: a [`spar_eqx.BatchPolicy`][]: `policy(observations, key) -> actions`.
+    - `policy`: a [`spar_eqx.BatchPolicy`][]: `policy(observations, key) -> actions`; a
+      [`spar_eqx.ReportingPolicy`][] also has its reports averaged per episode.
     - `env_id`: a gymnasium id, e.g. `"Hopper-v5"`.
     - `episodes`: number of episodes, at least 1.
     - `seed`: seeds episode `i` with `seed + i`, and the policy key when `key` is None.
@@ -205,9 +228,9 @@ def evaluate(
     envs = gym.vector.SyncVectorEnv(
         [lambda: gym.make(env_id, max_episode_steps=max_episode_steps)] * num_envs
     )
-    jitted = eqx.filter_jit(policy)
     returns = np.zeros(episodes, dtype=np.float64)
     lengths = np.zeros(episodes, dtype=np.int64)
+    reports: dict[str, np.ndarray] = {}
     try:
         for start in range(0, episodes, num_envs):
             # Envs past the last episode (in the last round) run but are never counted.
@@ -216,10 +239,15 @@ def evaluate(
             observations, _ = envs.reset(seed=seed + start)
             round_returns = np.zeros(num_envs, dtype=np.float64)
             round_lengths = np.zeros(num_envs, dtype=np.int64)
+            round_reports: dict[str, np.ndarray] = {}
             while active.any():
                 key, step_key = jr.split(key)
-                actions = jitted(jnp.asarray(observations, dtype=jnp.float32), step_key)
+                obs = jnp.asarray(observations, dtype=jnp.float32)
+                actions, report = _act_and_report(policy, obs, step_key)
                 actions = _check_actions(actions, num_envs, act_dim, low, high)
+                for name, values in report.items():
+                    total = round_reports.setdefault(name, np.zeros(num_envs, np.float64))
+                    total += np.where(active, np.asarray(values, np.float64), 0.0)
                 observations, rewards, terminated, truncated, _ = envs.step(
                     actions.astype(action_dtype)
                 )
@@ -228,13 +256,30 @@ def evaluate(
                 active &= ~(terminated | truncated)
             returns[start : start + count] = round_returns[:count]
             lengths[start : start + count] = round_lengths[:count]
+            for name, total in round_reports.items():
+                mean = reports.setdefault(name, np.zeros(episodes, np.float64))
+                mean[start : start + count] = total[:count] / round_lengths[:count]
     finally:
         envs.close()
 
     scores = None if reference is None else normalized_score(returns, reference)
     return EvaluationResult(
-        returns=returns, lengths=lengths, scores=scores, env_id=env_id, reference=reference
+        returns=returns,
+        lengths=lengths,
+        scores=scores,
+        env_id=env_id,
+        reference=reference,
+        reports=reports,
     )
+
+
+@eqx.filter_jit
+def _act_and_report(policy, observations, key):
+    """One step's actions and reports (none for a policy that is not a `ReportingPolicy`);
+    the policy's arrays are traced, so a policy of the same structure reuses the compile."""
+    if isinstance(policy, ReportingPolicy):
+        return policy.act_and_report(observations, key)
+    return policy(observations, key), {}
 
 
 def _check_actions(actions, n, act_dim, low, high) -> np.ndarray:

@@ -15,7 +15,11 @@ from .data._normalize import ObservationNormalizer
 
 
 class PLASResidual(eqx.Module):
-    """SPAR-PLAS's residual: `delta = decoder(s, a_base, pi_z(s, a_base))`."""
+    """SPAR-PLAS's residual: `delta = decoder(s, a_base, pi_z(s, a_base))` (Algorithm 3).
+
+    **Fields:** `latent_policy`, the trained `LatentPolicy` `pi_z`; `cvae`, the frozen
+    `ResidualCVAE` whose decoder maps its latent to a residual.
+    """
 
     latent_policy: LatentPolicy
     cvae: ResidualCVAE
@@ -23,6 +27,10 @@ class PLASResidual(eqx.Module):
     def __call__(
         self, obs: Float[Array, " obs_dim"], base_action: Float[Array, " act_dim"]
     ) -> Float[Array, " act_dim"]:
+        """**Arguments:** `obs`, `base_action`, one state and its base action.
+
+        **Returns:** the residual `delta`, shape `(act_dim,)`, deterministic.
+        """
         return self.cvae.decode(obs, base_action, self.latent_policy(obs, base_action))
 
 
@@ -38,6 +46,17 @@ class SPARPolicy(eqx.Module):
 
     `__call__(observations, key)` acts on a batch of shape `(n, obs_dim)` and is
     the `BatchPolicy` that `spar_eqx.evaluate` expects.
+
+    **Fields:**
+
+    - `normalizer`: the dataset's `ObservationNormalizer` (raw observations in).
+    - `base`: the frozen BC anchor `pi_base` (Stage I).
+    - `residual`: a `ResidualMLP`, a `ResidualCVAE` (SPAR-PROJ) or a `PLASResidual`
+      (Stage II); it decides `variant`.
+    - `critic`: the gate's critic subset (`M_rect` members, Table 7).
+    - `gate_config`: the `GateConfig` of Stage III (`lambda_u`, thresholds, `K`).
+
+    Raises `ValueError` when the residual and the base act on different action sizes.
     """
 
     normalizer: ObservationNormalizer
@@ -55,11 +74,13 @@ class SPARPolicy(eqx.Module):
 
     @property
     def residual_act_dim(self) -> int:
+        """The action size the residual produces (it must equal `base.act_dim`)."""
         r = self.residual
         return r.cvae.act_dim if isinstance(r, PLASResidual) else r.act_dim
 
     @property
     def variant(self) -> str:
+        """`"mlp"`, `"proj"` or `"plas"`, read off the type of `residual`."""
         return {ResidualMLP: "mlp", ResidualCVAE: "proj", PLASResidual: "plas"}[type(self.residual)]
 
     def _candidates(self, obs, base, key, use_gate: bool):
@@ -73,7 +94,21 @@ class SPARPolicy(eqx.Module):
     def act_with_info(
         self, observation: Float[Array, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True
     ) -> tuple[Float[Array, " act_dim"], Bool[Array, ""]]:
-        """One state: `(action, accepted)`; `accepted` says whether the residual was used."""
+        """One state: `(action, accepted)`; `accepted` says whether the residual was used.
+
+        `a_k = clip(a_base + delta_k, -max_action, max_action)` for every candidate, then the
+        gate of eq. (12) on `Q_rob` with the gate critics (Algorithm 5).
+
+        **Arguments:**
+
+        - `observation`: one raw (unnormalised) observation.
+        - `key`: draws SPAR-PROJ's `K` prior latents (unused by the deterministic variants).
+        - `use_gate`: False skips Stage III: the first candidate is used (SPAR-PROJ's
+          `z = 0`), and `accepted` is True.
+
+        **Returns:** `(action, accepted)`; the action lies in `[-max_action, max_action]`
+        and equals `pi_base(s)` bit for bit when the gate refuses.
+        """
         obs = self.normalizer(observation)
         max_action = self.base.max_action
         base = self.base(obs)
@@ -91,44 +126,89 @@ class SPARPolicy(eqx.Module):
     def act(
         self, observation: Float[Array, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True
     ) -> Float[Array, " act_dim"]:
-        """The action for one raw observation (jitted)."""
+        """The action for one raw observation (jitted).
+
+        **Arguments:** as `act_with_info`.
+
+        **Returns:** `act_with_info(observation, key, use_gate)[0]`.
+        """
         return self.act_with_info(observation, key, use_gate)[0]
 
     @eqx.filter_jit
     def act_batch(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray, use_gate: bool = True
     ) -> tuple[Float[Array, "n act_dim"], Bool[Array, " n"]]:
-        """Actions and gate decisions for a batch of raw observations (jitted, vmapped)."""
+        """Actions and gate decisions for a batch of raw observations (jitted, vmapped).
+
+        **Arguments:** `observations`, shape `(n, obs_dim)`; `key`, split into one key per
+        row; `use_gate`, as in `act_with_info`.
+
+        **Returns:** `(actions, accepted)` of shapes `(n, act_dim)` and `(n,)`.
+        """
         keys = jr.split(key, observations.shape[0])
         return jax.vmap(self.act_with_info, in_axes=(0, 0, None))(observations, keys, use_gate)
 
     def __call__(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
     ) -> Float[Array, "n act_dim"]:
+        """The `BatchPolicy` call: `act_batch(observations, key)[0]`, with the gate."""
         return self.act_batch(observations, key)[0]
 
+    def act_and_report(
+        self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
+    ) -> tuple[Float[Array, "n act_dim"], dict[str, Float[Array, " n"]]]:
+        """The `ReportingPolicy` call: the gated actions and, per row, `gate_acceptance`
+        (1.0 where the gate used the residual, 0.0 where it returned `a_base`).
+
+        **Arguments:** `observations`, `(n, obs_dim)` raw; `key`, as in `__call__`.
+
+        **Returns:** `(actions, {"gate_acceptance": (n,)})`; the actions are `__call__`'s.
+        """
+        actions, accepted = self.act_batch(observations, key)
+        return actions, {"gate_acceptance": accepted.astype(jnp.float32)}
+
     def without_gate(self) -> "NoGatePolicy":
-        """This policy with Stage III switched off (`a = clip(a_base + residual)`)."""
+        """This policy with Stage III switched off (`a = clip(a_base + residual)`).
+
+        **Returns:** a `NoGatePolicy` sharing this policy's arrays (the paper's ablation of
+        the gate, and the `spar_no_gate` policy the trainer evaluates).
+        """
         return NoGatePolicy(self)
 
     def base_only(self) -> "BasePolicy":
-        """The frozen BC anchor alone, behind the same normaliser."""
+        """The frozen BC anchor alone, behind the same normaliser.
+
+        **Returns:** a `BasePolicy`, `a = pi_base(s)` (what the gate falls back to).
+        """
         return BasePolicy(self.normalizer, self.base)
 
 
 class NoGatePolicy(eqx.Module):
-    """A `SPARPolicy` evaluated without its gate."""
+    """A `SPARPolicy` evaluated without its gate: `a = clip(a_base + delta)` (no eq. 12).
+
+    **Fields:** `policy`, the `SPARPolicy`.
+    """
 
     policy: SPARPolicy
 
     def __call__(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
     ) -> Float[Array, "n act_dim"]:
+        """**Arguments:** `observations`, `(n, obs_dim)` raw; `key`, SPAR-PROJ's latents.
+
+        **Returns:** the ungated actions, `(n, act_dim)`.
+        """
         return self.policy.act_batch(observations, key, False)[0]
 
 
 class BasePolicy(eqx.Module):
-    """A base policy behind an observation normaliser, as a `BatchPolicy`."""
+    """A base policy behind an observation normaliser, as a `BatchPolicy`.
+
+    SPAR's anchor alone (`SPARPolicy.base_only`), and the deployed policy of every baseline.
+
+    **Fields:** `normalizer`, the dataset's `ObservationNormalizer`; `base`, a
+    `DeterministicPolicy` or a `TanhGaussianPolicy` (acting through its mode).
+    """
 
     normalizer: ObservationNormalizer
     base: DeterministicPolicy | TanhGaussianPolicy
@@ -136,5 +216,9 @@ class BasePolicy(eqx.Module):
     def __call__(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
     ) -> Float[Array, "n act_dim"]:
+        """**Arguments:** `observations`, `(n, obs_dim)` raw; `key`, unused (deterministic).
+
+        **Returns:** `base(normalizer(o))` for each row, `(n, act_dim)`.
+        """
         del key
         return jax.vmap(lambda o: self.base(self.normalizer(o)))(observations)

@@ -1,6 +1,6 @@
 """Evaluation of stacked runs and the shape of `results.json`, the same for every algorithm."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._evaluation import evaluate
+from .._evaluation import ReportingPolicy, evaluate
 from .._scores import ReferenceScores
 from ._chunk import take_runs
 
@@ -24,13 +24,32 @@ class SeedStacked(eqx.Module):
     policy: eqx.Module
     seed_ids: tuple[int, ...] = eqx.field(static=True)
 
-    @eqx.filter_jit
     def __call__(self, observations, key):
+        return self.act_and_report(observations, key)[0]
+
+    def act_and_report(self, observations, key):
+        """Every seed's actions (and reports, when its policy is a `ReportingPolicy`)."""
         num = len(self.seed_ids)
         obs = observations.reshape(num, -1, observations.shape[-1])
         keys = jax.vmap(lambda s: jr.fold_in(key, s))(jnp.asarray(self.seed_ids))
-        actions = eqx.filter_vmap(lambda p, o, k: p(o, k))(self.policy, obs, keys)
-        return actions.reshape(observations.shape[0], -1)
+
+        def act(policy, o, k):
+            if isinstance(policy, ReportingPolicy):
+                return policy.act_and_report(o, k)
+            return policy(o, k), {}
+
+        actions, reports = eqx.filter_vmap(act)(self.policy, obs, keys)
+        flat = {name: values.reshape(-1) for name, values in reports.items()}
+        return actions.reshape(observations.shape[0], -1), flat
+
+
+class Evaluated(NamedTuple):
+    """One policy's evaluation, per local seed: mean return, mean score (or None), and the
+    mean over its episodes' steps of each quantity the policy reports."""
+
+    returns: np.ndarray
+    scores: np.ndarray | None
+    reports: dict[str, np.ndarray]
 
 
 def evaluate_runs(
@@ -42,8 +61,9 @@ def evaluate_runs(
     seed: int,
     reference: ReferenceScores | None,
     max_episode_steps: int | None,
-) -> list[dict[str, tuple[np.ndarray, np.ndarray | None]]]:
-    """Per grid point, per policy: `(mean return, mean score or None)` of each local seed.
+) -> list[dict[str, Evaluated]]:
+    """Per grid point, per policy: the `Evaluated` mean return, score and reports of each
+    local seed (a report is averaged over each episode's steps, then over its episodes).
 
     `policies` are stacked over runs (`points * len(seed_ids)`, point-major). Seed `s`
     plays episodes with env seeds `seed + s * episodes + e` at every grid point, whatever
@@ -65,7 +85,8 @@ def evaluate_runs(
             )
             returns = result.returns.reshape(k, episodes).mean(axis=1)
             scores = None if result.scores is None else result.scores.reshape(k, -1).mean(axis=1)
-            row[name] = (returns, scores)
+            reports = {n: v.reshape(k, episodes).mean(axis=1) for n, v in result.reports.items()}
+            row[name] = Evaluated(returns, scores, reports)
         out.append(row)
     return out
 
@@ -80,16 +101,28 @@ def gather(values) -> list[float]:
     return [float(x) for x in values]
 
 
-def point_record(evaluated, diagnostics: dict[str, np.ndarray]) -> dict[str, Any]:
-    """`scores`, `returns` and `diagnostics` of one grid point, each per seed (all processes)."""
-    return {
+def point_record(evaluated: dict[str, Evaluated], diagnostics: dict[str, np.ndarray]) -> dict:
+    """`scores`, `returns` and `diagnostics` of one grid point, each per seed (all processes).
+
+    `diagnostics` are measured on dataset states; what a policy reported along its own
+    evaluation episodes goes under `"episodes"`, by policy (e.g. the gate's acceptance
+    where the gated policy actually went).
+    """
+    record = {
         "scores": {
-            name: None if scores is None else gather(scores)
-            for name, (_, scores) in evaluated.items()
+            name: None if e.scores is None else gather(e.scores) for name, e in evaluated.items()
         },
-        "returns": {name: gather(returns) for name, (returns, _) in evaluated.items()},
+        "returns": {name: gather(e.returns) for name, e in evaluated.items()},
         "diagnostics": {name: gather(values) for name, values in diagnostics.items()},
     }
+    episodes = {
+        name: {n: gather(v) for n, v in e.reports.items()}
+        for name, e in evaluated.items()
+        if e.reports
+    }
+    if episodes:
+        record["episodes"] = episodes
+    return record
 
 
 def grid_record(params: list[dict[str, float]], records: list[dict[str, Any]]) -> dict[str, Any]:

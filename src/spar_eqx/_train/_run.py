@@ -264,7 +264,7 @@ class Trainer:
         )
         record, evaluated = self.final_record(states)
         for point, row in enumerate(evaluated):
-            for name, (returns, scores) in row.items():
+            for name, (returns, scores, _) in row.items():
                 for i, seed in enumerate(self.seed_ids):
                     log.add_eval(
                         "final", name, total, self._label(point, seed), returns[i],
@@ -347,7 +347,7 @@ class Trainer:
     def _periodic_eval(self, stage: int, states, step: int, log: RunLog, *, periodic: bool):
         policies = self.policies(stage, states, periodic=periodic)
         for point, row in enumerate(self.evaluate(policies, seed=10_000)):
-            for name, (returns, scores) in row.items():
+            for name, (returns, scores, _) in row.items():
                 for i, seed in enumerate(self.seed_ids):
                     log.add_eval(
                         self.algorithm.stages[stage], name, step, self._label(point, seed),
