@@ -14,7 +14,14 @@ from ._networks import QNetwork
 
 
 class QStats(NamedTuple):
-    """Ensemble statistics at one state-action pair (eq. 1)."""
+    """Ensemble statistics at one state-action pair (eq. 1).
+
+    **Fields:**
+
+    - `mean`: `mu_Q(s, a)`, the members' mean.
+    - `std`: `sigma_Q(s, a)`, their population standard deviation (ddof=0; 0 for one member).
+    - `lcb`: `Q_rob(s, a) = mu_Q - lambda_u * sigma_Q`, the lower confidence bound of eq. (1).
+    """
 
     mean: Float[Array, ""]
     std: Float[Array, ""]
@@ -29,6 +36,9 @@ class CriticEnsemble(eqx.Module):
     loop over members, so an ensemble of 10 costs one batched matmul per layer.
     `layer_norm=True` gives every member LayerNorm hidden layers (see `QNetwork`; ReBRAC's
     critics); the default is the plain MLP.
+
+    SPAR's Stage I trains `M = 10` members (Table 7) and scores actions with
+    `Q_rob = mean - lambda_u * std` over a subset of them (eq. 1; `select`, `lcb`).
     """
 
     members: QNetwork
@@ -44,6 +54,14 @@ class CriticEnsemble(eqx.Module):
         key: PRNGKeyArray,
         layer_norm: bool = False,
     ):
+        """**Arguments:**
+
+        - `obs_dim`, `act_dim`: sizes of `s` and `a`.
+        - `num_members`: `M >= 1` (10 in SPAR, Table 7; 2 for the baselines' clipped double Q).
+        - `width`, `depth`: every member's hidden width and number of hidden layers.
+        - `key`: split into `M` keys, one per member (keyword-only); members differ only by it.
+        - `layer_norm`: LayerNorm after every hidden ReLU (ReBRAC's critics).
+        """
         if num_members < 1:
             raise ValueError(f"num_members must be at least 1, got {num_members}.")
         make = lambda k: QNetwork(obs_dim, act_dim, width, depth, key=k, layer_norm=layer_norm)
@@ -79,14 +97,29 @@ class CriticEnsemble(eqx.Module):
     def __call__(
         self, obs: Float[Array, " obs_dim"], action: Float[Array, " act_dim"]
     ) -> Float[Array, " members"]:
-        """Every member's `Q(s, a)`."""
+        """Every member's `Q(s, a)`, in one vmapped call.
+
+        **Arguments:** `obs` and `action`, one state-action pair.
+
+        **Returns:** `(Q_1(s, a), ..., Q_M(s, a))`, shape `(M,)`.
+        """
         apply = lambda member, o, a: member(o, a)
         return eqx.filter_vmap(apply, in_axes=(eqx.if_array(0), None, None))(
             self.members, obs, action
         )
 
     def select(self, indices: Sequence[int]) -> "CriticEnsemble":
-        """The sub-ensemble of the members at `indices` (static Python ints, unique)."""
+        """The sub-ensemble of the members at `indices` (static Python ints, unique).
+
+        SPAR scores its data weights, its guidance and its gate with subsets of the Stage I
+        ensemble (`M_data`, `M_guide`, `M_rect`, Table 7; see `spar_eqx.critic_subsets`).
+
+        **Arguments:** `indices`, a non-empty sequence of distinct member indices in `[0, M)`.
+
+        **Returns:** a `CriticEnsemble` of `len(indices)` members sharing those members'
+        parameters, in the order given. Raises `ValueError` for an empty, repeated or
+        out-of-range index list.
+        """
         idx = tuple(int(i) for i in indices)
         if not idx:
             raise ValueError("a critic subset needs at least one member index, got none.")
@@ -105,7 +138,13 @@ class CriticEnsemble(eqx.Module):
         action: Float[Array, " act_dim"],
         lambda_u: float | Float[Array, ""],
     ) -> QStats:
-        """Mean, standard deviation (over members, ddof=0) and `mean - lambda_u * std` (eq. 1)."""
+        """Mean, standard deviation (over members, ddof=0) and `mean - lambda_u * std` (eq. 1).
+
+        **Arguments:** `obs` and `action`, one state-action pair; `lambda_u`, the uncertainty
+        weight (Table 8; a float or a traced scalar, so it can be swept).
+
+        **Returns:** a `QStats` of three scalars.
+        """
         q = self(obs, action)
         mean, std = jnp.mean(q), jnp.std(q)
         return QStats(mean, std, mean - lambda_u * std)
@@ -116,5 +155,10 @@ class CriticEnsemble(eqx.Module):
         action: Float[Array, " act_dim"],
         lambda_u: float | Float[Array, ""],
     ) -> Float[Array, ""]:
-        """The robust score `Q_rob(s, a) = mean - lambda_u * std` (eq. 1)."""
+        """The robust score `Q_rob(s, a) = mean - lambda_u * std` (eq. 1).
+
+        **Arguments:** as `stats`.
+
+        **Returns:** `Q_rob(s, a)`, a scalar; `stats(...).lcb` exactly.
+        """
         return self.stats(obs, action, lambda_u).lcb

@@ -9,7 +9,15 @@ from ._hyper import Scalar
 
 
 class GateDecision(NamedTuple):
-    """What the gate chose for one state."""
+    """What the gate of eq. (12) chose for one state.
+
+    **Fields:**
+
+    - `action`: the deployed action: the best candidate if accepted, else `base_action`.
+    - `accepted`: whether the residual was used.
+    - `index`: `k*`, the best candidate (reported whether or not it was accepted).
+    - `delta_q`: `Delta Q_{k*} = Q_rob(s, a_{k*}) - Q_rob(s, a_base)`.
+    """
 
     action: Float[Array, " act_dim"]
     accepted: Bool[Array, ""]
@@ -33,6 +41,17 @@ def gate(
     (eq. 12). When it refuses, the returned action *is* `base_action`, bit for
     bit. A NaN score never passes, and a candidate with a NaN score is never
     chosen over one with a finite score; a NaN `q_base` refuses every candidate.
+
+    **Arguments:**
+
+    - `base_action`: `a_base = pi_base(s)`.
+    - `candidates`: the candidate actions `a_k = a_base + delta_k`, one per row (`K` rows;
+      10 for SPAR-PROJ, C.1.4, and 1 for the deterministic residuals).
+    - `q_base`: `Q_rob(s, a_base)`.
+    - `q_candidates`: `Q_rob(s, a_k)` of each candidate.
+    - `eta_abs`, `eta_rel`, `eps`: the thresholds of eq. (12) (`1e-4`, `0.01`, C.1.4).
+
+    **Returns:** a `GateDecision`.
     """
     delta = q_candidates - q_base
     index = jnp.argmax(jnp.where(jnp.isnan(delta), -jnp.inf, delta))

@@ -30,41 +30,10 @@ def _check_sizes(**sizes: int) -> None:
 
 
 class DeterministicPolicy(eqx.Module):
-    """`a = max_action * tanh(MLP(s))`: the deterministic BC anchor for locomotion."""
+    """`a = max_action * tanh(MLP(s))`: the deterministic BC anchor `pi_base` (Alg. 1 line 4).
 
-    mlp: eqx.nn.MLP
-    obs_dim: int = eqx.field(static=True)
-    act_dim: int = eqx.field(static=True)
-    max_action: float = eqx.field(static=True)
-
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        width: int = 256,
-        depth: int = 2,
-        max_action: float = 1.0,
-        *,
-        key: PRNGKeyArray,
-    ):
-        _check_sizes(obs_dim=obs_dim, act_dim=act_dim, width=width, depth=depth)
-        self.mlp = _mlp(obs_dim, act_dim, width, depth, key)
-        self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, float(max_action)
-
-    def __check_init__(self):
-        if not self.max_action > 0:
-            raise ValueError(f"max_action must be positive, got {self.max_action}.")
-
-    def __call__(self, obs: Float[Array, " obs_dim"]) -> Float[Array, " act_dim"]:
-        return self.max_action * jnp.tanh(self.mlp(obs))
-
-
-class TanhGaussianPolicy(eqx.Module):
-    """A Gaussian squashed by tanh: `a = max_action * tanh(u)`, `u ~ N(mu(s), sigma(s)^2)`.
-
-    Used as the stochastic BC anchor (Adroit, AntMaze) and as the SAC actor of
-    the dataset generator. `__call__` returns the deterministic mode
-    `max_action * tanh(mu(s))`.
+    SPAR's Stage I anchor on MuJoCo locomotion (C.1.2), and the actor of the BC, TD3+BC and
+    ReBRAC baselines. Every action lies in `[-max_action, max_action]` by construction.
     """
 
     mlp: eqx.nn.MLP
@@ -82,6 +51,68 @@ class TanhGaussianPolicy(eqx.Module):
         *,
         key: PRNGKeyArray,
     ):
+        """**Arguments:**
+
+        - `obs_dim`, `act_dim`: sizes of `s` and `a` (positive integers).
+        - `width`, `depth`: hidden units per layer and number of hidden layers (256 and 2,
+          Table 7).
+        - `max_action`: the action bound `m > 0` (1.0 for the normalised action spaces of
+          Table 7).
+        - `key`: the initialisation key (keyword-only); the same key gives the same weights.
+
+        Raises `ValueError` for a non-positive size or bound.
+        """
+        _check_sizes(obs_dim=obs_dim, act_dim=act_dim, width=width, depth=depth)
+        self.mlp = _mlp(obs_dim, act_dim, width, depth, key)
+        self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, float(max_action)
+
+    def __check_init__(self):
+        if not self.max_action > 0:
+            raise ValueError(f"max_action must be positive, got {self.max_action}.")
+
+    def __call__(self, obs: Float[Array, " obs_dim"]) -> Float[Array, " act_dim"]:
+        """**Arguments:** `obs`, one observation (normalised, as the policy was trained on).
+
+        **Returns:** the action `max_action * tanh(MLP(obs))`, in `[-max_action, max_action]`.
+        """
+        return self.max_action * jnp.tanh(self.mlp(obs))
+
+
+class TanhGaussianPolicy(eqx.Module):
+    """A Gaussian squashed by tanh: `a = max_action * tanh(u)`, `u ~ N(mu(s), sigma(s)^2)`.
+
+    Used as the stochastic BC anchor of Stage I on Adroit and AntMaze (C.1.2, trained by
+    maximum likelihood), as IQL's actor, and as the SAC actor of the dataset generator.
+    `__call__` returns the deterministic mode `max_action * tanh(mu(s))`. The log standard
+    deviation is squashed into `[-5, 2]`, so `sigma(s)` is always positive and finite.
+    """
+
+    mlp: eqx.nn.MLP
+    obs_dim: int = eqx.field(static=True)
+    act_dim: int = eqx.field(static=True)
+    max_action: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        width: int = 256,
+        depth: int = 2,
+        max_action: float = 1.0,
+        *,
+        key: PRNGKeyArray,
+    ):
+        """**Arguments:**
+
+        - `obs_dim`, `act_dim`: sizes of `s` and `a` (positive integers).
+        - `width`, `depth`: hidden units per layer and number of hidden layers (256 and 2,
+          Table 7).
+        - `max_action`: the action bound `m > 0` (1.0 for the normalised action spaces of
+          Table 7).
+        - `key`: the initialisation key (keyword-only); the same key gives the same weights.
+
+        Raises `ValueError` for a non-positive size or bound.
+        """
         _check_sizes(obs_dim=obs_dim, act_dim=act_dim, width=width, depth=depth)
         self.mlp = _mlp(obs_dim, 2 * act_dim, width, depth, key)
         self.obs_dim, self.act_dim, self.max_action = obs_dim, act_dim, float(max_action)
@@ -93,20 +124,36 @@ class TanhGaussianPolicy(eqx.Module):
     def distribution(
         self, obs: Float[Array, " obs_dim"]
     ) -> tuple[Float[Array, " act_dim"], Float[Array, " act_dim"]]:
-        """Mean and log standard deviation of the pre-tanh Gaussian (log std in [-5, 2])."""
+        """Mean and log standard deviation of the pre-tanh Gaussian (log std in [-5, 2]).
+
+        **Arguments:** `obs`, one observation.
+
+        **Returns:** `(mu(s), log sigma(s))`, each of shape `(act_dim,)`.
+        """
         out = self.mlp(obs)
         mean, log_std = out[: self.act_dim], out[self.act_dim :]
         log_std = _LOG_STD_MIN + 0.5 * (_LOG_STD_MAX - _LOG_STD_MIN) * (jnp.tanh(log_std) + 1.0)
         return mean, log_std
 
     def __call__(self, obs: Float[Array, " obs_dim"]) -> Float[Array, " act_dim"]:
+        """**Arguments:** `obs`, one observation.
+
+        **Returns:** the mode `max_action * tanh(mu(s))`, the action deployed at evaluation.
+        """
         mean, _ = self.distribution(obs)
         return self.max_action * jnp.tanh(mean)
 
     def sample(
         self, obs: Float[Array, " obs_dim"], *, key: PRNGKeyArray
     ) -> tuple[Float[Array, " act_dim"], Float[Array, ""]]:
-        """A reparameterised sample and its log-density (tanh change of variables included)."""
+        """A reparameterised sample and its log-density (tanh change of variables included).
+
+        **Arguments:** `obs`, one observation; `key`, the noise key (keyword-only).
+
+        **Returns:** `(a, log pi(a | s))`: `a = max_action * tanh(mu + sigma * eps)` with
+        `eps ~ N(0, I)`, differentiable in the parameters, and its log-density under the
+        squashed distribution (a scalar).
+        """
         mean, log_std = self.distribution(obs)
         noise = jr.normal(key, mean.shape, mean.dtype)
         u = mean + jnp.exp(log_std) * noise
@@ -115,7 +162,14 @@ class TanhGaussianPolicy(eqx.Module):
     def log_prob(
         self, obs: Float[Array, " obs_dim"], action: Float[Array, " act_dim"]
     ) -> Float[Array, ""]:
-        """Log-density of `action`, clipped just inside the bounds so +-max_action is finite."""
+        """Log-density of `action`, clipped just inside the bounds so +-max_action is finite.
+
+        **Arguments:** `obs`, one observation; `action`, an action in
+        `[-max_action, max_action]` (a dataset action for behaviour cloning).
+
+        **Returns:** `log pi(action | obs)`, a finite scalar: the maximum-likelihood BC loss
+        of Stage I's Gaussian anchor is its negative mean (`spar_eqx.bc_nll_loss`).
+        """
         mean, log_std = self.distribution(obs)
         scaled = jnp.clip(action / self.max_action, -1.0 + _TANH_EPS, 1.0 - _TANH_EPS)
         return _squashed_log_prob(jnp.arctanh(scaled), mean, log_std, self.max_action)
@@ -129,22 +183,29 @@ def _squashed_log_prob(u, mean, log_std, max_action) -> Float[Array, ""]:
 
 
 class ValueNetwork(eqx.Module):
-    """`V(s)`: a scalar per state."""
+    """`V(s)`: a scalar per state, Stage I's (and IQL's) expectile value network (Section 3.1)."""
 
     mlp: eqx.nn.MLP
     obs_dim: int = eqx.field(static=True)
 
     def __init__(self, obs_dim: int, width: int = 256, depth: int = 2, *, key: PRNGKeyArray):
+        """**Arguments:**
+
+        - `obs_dim`: size of `s`.
+        - `width`, `depth`: hidden units per layer and number of hidden layers (256 and 2).
+        - `key`: the initialisation key (keyword-only).
+        """
         _check_sizes(obs_dim=obs_dim, width=width, depth=depth)
         self.mlp = _mlp(obs_dim, "scalar", width, depth, key)
         self.obs_dim = obs_dim
 
     def __call__(self, obs: Float[Array, " obs_dim"]) -> Float[Array, ""]:
+        """**Arguments:** `obs`, one observation. **Returns:** `V(obs)`, a scalar."""
         return self.mlp(obs)
 
 
 class QNetwork(eqx.Module):
-    """`Q(s, a)`: a scalar per state-action pair (one member of a `CriticEnsemble`).
+    """`Q(s, a)`: a scalar per state-action pair, one member `Q_i` of the ensemble of eq. (1).
 
     With `layer_norm=True` every hidden layer is `LayerNorm(ReLU(Linear(x)))`, the
     critic of ReBRAC (Tarasov et al. 2023; the order of the CORL / ReBRAC reference
@@ -189,6 +250,10 @@ class QNetwork(eqx.Module):
     def __call__(
         self, obs: Float[Array, " obs_dim"], action: Float[Array, " act_dim"]
     ) -> Float[Array, ""]:
+        """**Arguments:** `obs` and `action`, one state-action pair.
+
+        **Returns:** `Q(obs, action)`, a scalar (the MLP of `[obs, action]`).
+        """
         x = jnp.concatenate([obs, action])
         if not self.layer_norm:
             return self.mlp(x)

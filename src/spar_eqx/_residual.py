@@ -14,7 +14,11 @@ _LOG_STD_MAX = 15.0
 
 
 class ResidualMLP(eqx.Module):
-    """SPAR-MLP's residual `delta = f(s, a_base)` (eq. 7): an MLP with a linear head."""
+    """SPAR-MLP's residual `delta = pi_res(s, a_base)` (eq. 7): an MLP with a linear head.
+
+    Unbounded: the deployed action `a_base + delta` is clipped to the action bounds by
+    `SPARPolicy`, not here.
+    """
 
     mlp: eqx.nn.MLP
     obs_dim: int = eqx.field(static=True)
@@ -23,6 +27,13 @@ class ResidualMLP(eqx.Module):
     def __init__(
         self, obs_dim: int, act_dim: int, width: int = 256, depth: int = 2, *, key: PRNGKeyArray
     ):
+        """**Arguments:**
+
+        - `obs_dim`, `act_dim`: sizes of `s` and `a`.
+        - `width`, `depth`: hidden units and layers (256 x 2, Table 7 *MLP residual hidden
+          dims*).
+        - `key`: the initialisation key (keyword-only).
+        """
         _check_sizes(obs_dim=obs_dim, act_dim=act_dim, width=width, depth=depth)
         self.mlp = _mlp(obs_dim + act_dim, act_dim, width, depth, key)
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -30,6 +41,10 @@ class ResidualMLP(eqx.Module):
     def __call__(
         self, obs: Float[Array, " obs_dim"], base_action: Float[Array, " act_dim"]
     ) -> Float[Array, " act_dim"]:
+        """**Arguments:** `obs`, one (normalised) state; `base_action`, `pi_base(obs)`.
+
+        **Returns:** the residual `delta`, shape `(act_dim,)`.
+        """
         return self.mlp(jnp.concatenate([obs, base_action]))
 
 
@@ -38,7 +53,9 @@ class ResidualCVAE(eqx.Module):
 
     Encoder `q(z | s, a_base, delta)` is a diagonal Gaussian (log std clipped to
     [-4, 15]); decoder `(s, a_base, z) -> delta` is deterministic. Defaults follow
-    Table 7: latent 16, 3 hidden layers of 256.
+    Table 7: latent 16, 3 hidden layers of 256. The prior is `p(z) = N(0, I)`; SPAR-PROJ
+    decodes prior samples as its candidates (eq. 9, Algorithm 4) and SPAR-PLAS decodes the
+    latent of a `LatentPolicy` (Algorithm 3).
     """
 
     encoder: eqx.nn.MLP
@@ -57,6 +74,14 @@ class ResidualCVAE(eqx.Module):
         *,
         key: PRNGKeyArray,
     ):
+        """**Arguments:**
+
+        - `obs_dim`, `act_dim`: sizes of `s` and `a`.
+        - `latent_dim`: `d_z` (16, Table 7).
+        - `width`, `depth`: hidden units and layers of encoder and decoder each (256 and 3,
+          Table 7).
+        - `key`: split once into the encoder's and the decoder's keys (keyword-only).
+        """
         _check_sizes(
             obs_dim=obs_dim, act_dim=act_dim, latent_dim=latent_dim, width=width, depth=depth
         )
@@ -71,7 +96,12 @@ class ResidualCVAE(eqx.Module):
         base_action: Float[Array, " act_dim"],
         residual: Float[Array, " act_dim"],
     ) -> tuple[Float[Array, " latent"], Float[Array, " latent"]]:
-        """Mean and log standard deviation of `q(z | s, a_base, delta)`."""
+        """Mean and log standard deviation of `q(z | s, a_base, delta)` (eq. 8).
+
+        **Arguments:** `obs`, `base_action` and `residual` (`delta = a - a_base`), one row.
+
+        **Returns:** `(mean, log_std)`, each of shape `(latent_dim,)`; `log_std` in `[-4, 15]`.
+        """
         out = self.encoder(jnp.concatenate([obs, base_action, residual]))
         mean, log_std = out[: self.latent_dim], out[self.latent_dim :]
         return mean, jnp.clip(log_std, _LOG_STD_MIN, _LOG_STD_MAX)
@@ -82,7 +112,12 @@ class ResidualCVAE(eqx.Module):
         base_action: Float[Array, " act_dim"],
         latent: Float[Array, " latent"],
     ) -> Float[Array, " act_dim"]:
-        """The residual `delta = decoder(s, a_base, z)`."""
+        """The residual `delta = decoder(s, a_base, z)` (eq. 8, 10).
+
+        **Arguments:** `obs`, `base_action`, and a latent `z` of shape `(latent_dim,)`.
+
+        **Returns:** `delta`, shape `(act_dim,)`; deterministic given `z`.
+        """
         return self.decoder(jnp.concatenate([obs, base_action, latent]))
 
     def __call__(
@@ -93,13 +128,25 @@ class ResidualCVAE(eqx.Module):
         *,
         key: PRNGKeyArray,
     ) -> tuple[Float[Array, " act_dim"], Float[Array, " latent"], Float[Array, " latent"]]:
-        """Reconstruct `residual` through a reparameterised latent: `(recon, mean, log_std)`."""
+        """Reconstruct `residual` through a reparameterised latent (the ELBO of eq. 8).
+
+        **Arguments:** `obs`, `base_action`, `residual` (one row); `key`, the noise of
+        `z = mean + exp(log_std) * eps` (keyword-only).
+
+        **Returns:** `(recon, mean, log_std)`: the decoded residual, differentiable through
+        `z`, and the encoder's Gaussian (for `spar_eqx.gaussian_kl`).
+        """
         mean, log_std = self.encode(obs, base_action, residual)
         latent = mean + jnp.exp(log_std) * jr.normal(key, mean.shape, mean.dtype)
         return self.decode(obs, base_action, latent), mean, log_std
 
     def sample_latents(self, num: int, *, key: PRNGKeyArray) -> Float[Array, "num latent"]:
-        """`num` latents from the prior `N(0, I)`."""
+        """`num` latents from the prior `N(0, I)` (Algorithm 4 line 5).
+
+        **Arguments:** `num`, a static count; `key` (keyword-only).
+
+        **Returns:** latents of shape `(num, latent_dim)`.
+        """
         return jr.normal(key, (num, self.latent_dim))
 
     def sample(
@@ -110,13 +157,23 @@ class ResidualCVAE(eqx.Module):
         *,
         key: PRNGKeyArray,
     ) -> Float[Array, "num act_dim"]:
-        """`num` residuals decoded from prior latents, vectorised over candidates."""
+        """`num` residuals decoded from prior latents, vectorised over candidates (eq. 9).
+
+        **Arguments:** `obs`, `base_action` (one state); `num`, the number of candidates `K`
+        (static); `key` (keyword-only).
+
+        **Returns:** `delta_k = decoder(s, a_base, z_k)`, shape `(num, act_dim)`.
+        """
         latents = self.sample_latents(num, key=key)
         return jax.vmap(self.decode, in_axes=(None, None, 0))(obs, base_action, latents)
 
 
 class LatentPolicy(eqx.Module):
-    """SPAR-PLAS's deterministic latent policy `z = max_latent * tanh(MLP(s, a_base))`."""
+    """SPAR-PLAS's deterministic latent policy `z = max_latent * tanh(MLP(s, a_base))` (Alg. 3).
+
+    Every latent coordinate lies in `[-max_latent, max_latent]`; the frozen CVAE decoder
+    turns the latent into the residual (`PLASResidual`).
+    """
 
     mlp: eqx.nn.MLP
     obs_dim: int = eqx.field(static=True)
@@ -135,6 +192,14 @@ class LatentPolicy(eqx.Module):
         *,
         key: PRNGKeyArray,
     ):
+        """**Arguments:**
+
+        - `obs_dim`, `act_dim`, `latent_dim`: sizes of `s`, `a` and `z`.
+        - `width`, `depth`: hidden units and layers (256 x 2, Table 7 *Latent policy hidden
+          dims*).
+        - `max_latent`: the bound on every latent coordinate (positive).
+        - `key`: the initialisation key (keyword-only).
+        """
         _check_sizes(
             obs_dim=obs_dim, act_dim=act_dim, latent_dim=latent_dim, width=width, depth=depth
         )
@@ -149,11 +214,27 @@ class LatentPolicy(eqx.Module):
     def __call__(
         self, obs: Float[Array, " obs_dim"], base_action: Float[Array, " act_dim"]
     ) -> Float[Array, " latent"]:
+        """**Arguments:** `obs`, `base_action`, one state and its base action.
+
+        **Returns:** the latent `z`, shape `(latent_dim,)`, in `[-max_latent, max_latent]`.
+        """
         return self.max_latent * jnp.tanh(self.mlp(jnp.concatenate([obs, base_action])))
 
 
 def polyak(target: eqx.Module, online: eqx.Module, tau: Scalar) -> eqx.Module:
-    """`target <- (1 - tau) * target + tau * online` on every inexact array leaf."""
+    """`target <- (1 - tau) * target + tau * online` on every inexact array leaf (Alg. 4 l. 14).
+
+    The target-network update of every learner (C.1.2 `tau_polyak`, C.1.3 `tau_target`).
+
+    **Arguments:**
+
+    - `target`, `online`: two modules of the same structure.
+    - `tau`: the rate in `[0, 1]` (a float, or a traced scalar); `tau = 0` returns `target`'s
+      values, `tau = 1` `online`'s.
+
+    **Returns:** a module with `target`'s structure and static fields and the mixed arrays;
+    integer and non-array leaves are `target`'s.
+    """
     if is_number(tau) and not 0.0 <= tau <= 1.0:
         raise ValueError(f"the Polyak rate tau must lie in [0, 1], got {tau}.")
     t_params, static = eqx.partition(target, eqx.is_inexact_array)

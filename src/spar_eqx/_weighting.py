@@ -39,6 +39,16 @@ def normalized_advantage(
 
     `sigma` is guarded from below by `eps`, so a collapsed ensemble (sigma = 0)
     gives a large finite advantage, never a NaN or an infinity.
+
+    **Arguments:**
+
+    - `q`: `Q_rob(s, a)` of the dataset action (or of each candidate `a_k`).
+    - `q_base`: `Q_rob(s, a_base)` of the base action, broadcastable against `q`.
+    - `sigma`: the ensemble's standard deviation `sigma_Q` at `(s, a_base)`.
+    - `eps`: the floor on `sigma`.
+
+    **Returns:** `A~`, the shape of `q`: positive exactly when the action scores above the
+    base action.
     """
     return (q - q_base) / jnp.maximum(sigma, eps)
 
@@ -55,6 +65,17 @@ def advantage_weights(
     `"exp"` weights are `exp(A~ / T)` capped at `max_weight` (as in IQL/AWR), so
     they are finite and lie in `[0, max_weight]`; `"uniform"` weights are 1.
     `"hard"` filtering zeroes every sample with `A~ <= 0`.
+
+    **Arguments:**
+
+    - `advantage`: `A~` per sample (`normalized_advantage`).
+    - `temperature`: `T > 0` (Table 8: 1.0 or 0.3).
+    - `sensitivity`: `"exp"` (`w_base = exp(A~ / T)`) or `"uniform"` (`w_base = 1`).
+    - `filtering`: `"hard"` (`w = w_base * 1{A~ > 0}`) or `"soft"` (`w = w_base`).
+    - `max_weight`: the cap on exponential weights (positive).
+
+    **Returns:** `w(s, a)`, the shape of `advantage`, not normalised over the batch:
+    exponential weights lie in `[0, max_weight]`, uniform ones in `{0, 1}`.
     """
     _check_modes(sensitivity, filtering, temperature)
     if is_number(max_weight) and not max_weight > 0:
@@ -82,6 +103,15 @@ def candidate_weights(
     Computed as a masked softmax, so large advantages never overflow. Each row
     sums to 1, except a row whose candidates are all filtered out (hard
     filtering, every `A~ <= 0`), which is all zeros: no target, no update.
+
+    **Arguments:**
+
+    - `advantage`: `A~_k` of each candidate, the candidates on the last axis.
+    - `temperature`, `sensitivity`, `filtering`: as in `advantage_weights` (no cap is
+      needed: the softmax normalises).
+
+    **Returns:** `omega_k`, the shape of `advantage`, non-negative; zero on filtered
+    candidates.
     """
     _check_modes(sensitivity, filtering, temperature)
     keep = advantage > 0 if filtering == "hard" else jnp.ones(advantage.shape, bool)

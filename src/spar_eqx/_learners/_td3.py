@@ -28,7 +28,12 @@ Metrics = dict[str, Float[Array, ""]]
 
 
 def frozen(module):
-    """`module` with `stop_gradient` on every inexact array leaf (its other leaves untouched)."""
+    """`module` with `stop_gradient` on every inexact array leaf (its other leaves untouched).
+
+    **Arguments:** `module`, any PyTree (a critic, when the actor's loss reads it).
+
+    **Returns:** a PyTree of the same structure and values through which no gradient flows.
+    """
     params, static = eqx.partition(module, eqx.is_inexact_array)
     return eqx.combine(jax.lax.stop_gradient(params), static)
 
@@ -94,6 +99,9 @@ def critic_regression(
 ) -> tuple[Float[Array, ""], Float[Array, "n members"]]:
     """The TD3 critic loss `sum_i mean_batch (Q_i(s, a) - y)^2`, and the `Q_i(s, a)`.
 
+    **Arguments:** `critic`, the online ensemble; `observations`, `actions`, the data pairs;
+    `target`, `y` per row (already stop-gradiented).
+
     **Returns:** `(loss, q)`, `q` of shape `(n, members)`.
     """
     q = jax.vmap(critic)(observations, actions)
@@ -106,6 +114,11 @@ def filter_cond(pred, true_fn: Callable[[], Any], false_fn: Callable[[], Any]):
 
     Only the array leaves pass through the `cond`; the rest (activation functions,
     static fields) must agree between the branches and is taken from `true_fn`.
+
+    **Arguments:** `pred`, a boolean scalar (traced or not); `true_fn`, `false_fn`, functions
+    of no arguments returning PyTrees of the same structure.
+
+    **Returns:** the output of the branch `pred` selects (only that branch runs on device).
     """
     statics = []
 

@@ -21,7 +21,17 @@ from ..data._transitions import Transitions
 
 
 class AnchorState(eqx.Module):
-    """Everything Stage I trains, plus optimiser states and the step counter."""
+    """Everything Stage I trains, plus optimiser states and the step counter.
+
+    **Fields:**
+
+    - `policy`: the BC anchor `pi_base` (`DeterministicPolicy`, or `TanhGaussianPolicy` for
+      `base_policy="gaussian"`), on normalised observations.
+    - `critic`, `target_critic`: the `CriticEnsemble` of eq. (1) and its Polyak average.
+    - `value`: the `ValueNetwork` `V` (the bootstrap of `q_target="value"`).
+    - `policy_opt`, `critic_opt`, `value_opt`: their Adam states.
+    - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer).
+    """
 
     policy: DeterministicPolicy | TanhGaussianPolicy
     critic: CriticEnsemble
@@ -41,6 +51,15 @@ class Anchor(Learner):
     (iii) `V` by expectile regression on the target critics' mean at data
     actions, then Polyak-averages the target critics. Observations in `batch`
     are already normalised.
+
+    The policy is trained by pure BC and never sees the critics (Section 3.1); the critics
+    never see the policy unless `q_target="policy"` (Alg. 1 line 6). After Stage I, the
+    rectifiers freeze `policy` and `critic` (`FrozenAnchor`).
+
+    **Fields:**
+
+    - `config`: an `AnchorConfig` (float hyperparameters are leaves).
+    - `obs_dim`, `act_dim`: static sizes.
     """
 
     config: AnchorConfig
@@ -51,17 +70,34 @@ class Anchor(Learner):
         return make_optimizer(self.config.learning_rate, self.config.grad_clip)
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
-        """One phase: `update` for all of Stage I's `steps`."""
+        """One phase: `update` for all of Stage I's `steps`.
+
+        **Arguments:** `steps`, Stage I's budget (1M in the paper, Table 7).
+
+        **Returns:** `(Phase("anchor", self.update, steps),)`.
+        """
         return (Phase("anchor", self.update, steps),)
 
     def policies(
         self, state: AnchorState, normalizer: ObservationNormalizer
     ) -> dict[str, BatchPolicy]:
-        """`{"base": pi_base}` behind the observation normaliser."""
+        """`{"base": pi_base}` behind the observation normaliser.
+
+        **Arguments:** `state`, an `AnchorState`; `normalizer`, the dataset's observation
+        normaliser.
+
+        **Returns:** `{"base": BasePolicy(normalizer, state.policy)}`.
+        """
         return {"base": BasePolicy(normalizer, state.policy)}
 
     def init(self, key: PRNGKeyArray, previous: None = None) -> AnchorState:
-        """Fresh networks and optimiser states from `key` (Stage I has no previous stage)."""
+        """Fresh networks and optimiser states from `key` (Stage I has no previous stage).
+
+        **Arguments:** `key`, split once into the policy's, the critics' and V's keys;
+        `previous`, ignored (None).
+
+        **Returns:** an `AnchorState` with `target_critic == critic` and `step = 0`.
+        """
         del previous
         c = self.config
         pkey, qkey, vkey = jr.split(key, 3)
@@ -86,6 +122,24 @@ class Anchor(Learner):
     def update(
         self, state: AnchorState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[AnchorState, dict[str, Float[Array, ""]]]:
+        """One Stage I step (Algorithm 1): BC, the critics, V, then the target critics.
+
+        The critics regress on `y = r + gamma (1 - terminal) bootstrap(s')` (stop-gradiented;
+        timeouts bootstrap), with the expectile `critic_expectile`; `bootstrap` is `V(s')`
+        (`q_target="value"`) or `mean_i Q'_i(s', pi_base(s'))` (`"policy"`). V regresses on
+        the target critics' mean at the data actions with the expectile `expectile` (`tau`,
+        Table 8). Pure; jit, vmap and scan it.
+
+        **Arguments:**
+
+        - `state`: the current `AnchorState`.
+        - `batch`: transitions with normalised observations.
+        - `key`: unused (the update is deterministic given the batch).
+
+        **Returns:** `(new_state, metrics)`; metrics are scalars: `bc_loss`, `q_loss` (summed
+        over members), `v_loss` (each before its step), `q_mean` and `q_std` (the members'
+        mean and standard deviation at the data actions, averaged over the batch).
+        """
         del key  # Stage I is deterministic given the batch.
         c, opt = self.config, self._optimizer()
         obs, act, next_obs = batch.observations, batch.actions, batch.next_observations

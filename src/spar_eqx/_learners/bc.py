@@ -17,7 +17,7 @@ from ..data._normalize import ObservationNormalizer
 
 
 class BCConfig(eqx.Module):
-    """Deterministic behaviour cloning: `min E ||pi(s) - a||^2` over the dataset.
+    """Deterministic behaviour cloning: `min E ||pi(s) - a||^2` (SPAR's Alg. 1 line 4 alone).
 
     The defaults are those of the BC baselines of TD3+BC (Fujimoto and Gu, 2021,
     arXiv 2106.06860) and IQL (Kostrikov et al., 2022, arXiv 2110.06169): an MLP of two

@@ -120,7 +120,16 @@ class ReBRACConfig(eqx.Module):
 
 
 class ReBRACState(eqx.Module):
-    """ReBRAC's networks, their targets, optimiser states and the update counter."""
+    """ReBRAC's networks, their targets, optimiser states and the update counter.
+
+    **Fields:**
+
+    - `actor`, `target_actor`: the `DeterministicPolicy` and its Polyak average.
+    - `critic`, `target_critic`: the `CriticEnsemble` and its Polyak average.
+    - `actor_opt`, `critic_opt`: their Adam states.
+    - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer;
+      the actor steps when `step % policy_delay == 0`).
+    """
 
     actor: DeterministicPolicy
     target_actor: DeterministicPolicy
@@ -148,6 +157,11 @@ class ReBRAC(Learner):
 
     followed by Polyak averaging of the target actor and target critics. Observations in
     `batch` are already normalised.
+
+    **Fields:**
+
+    - `config`: a `ReBRACConfig` (float hyperparameters are leaves).
+    - `obs_dim`, `act_dim`: static sizes.
     """
 
     config: ReBRACConfig
@@ -155,13 +169,24 @@ class ReBRAC(Learner):
     act_dim: int = eqx.field(static=True)
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
-        """One phase, `"rebrac"`, running `update` for all `steps`."""
+        """One phase, `"rebrac"`, running `update` for all `steps`.
+
+        **Arguments:** `steps`, the number of updates of the stage.
+
+        **Returns:** `(Phase("rebrac", self.update, steps),)`.
+        """
         return (Phase("rebrac", self.update, steps),)
 
     def policies(
         self, state: ReBRACState, normalizer: ObservationNormalizer
     ) -> dict[str, BatchPolicy]:
-        """`{"rebrac": pi}` behind the observation normaliser."""
+        """`{"rebrac": pi}` behind the observation normaliser.
+
+        **Arguments:** `state`, a `ReBRACState`; `normalizer`, the dataset's observation
+        normaliser.
+
+        **Returns:** `{"rebrac": BasePolicy(normalizer, state.actor)}`.
+        """
         return {"rebrac": BasePolicy(normalizer, state.actor)}
 
     def _optimizers(self) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
@@ -230,6 +255,9 @@ class ReBRAC(Learner):
     ) -> tuple[Float[Array, ""], Metrics]:
         """`sum_i mean (Q_i(s, a) - y)^2`; `y` comes from `state`'s targets, stop-gradiented.
 
+        **Arguments:** `critic`, the online critics (differentiated); `state`, `batch` and
+        `key`, as in `critic_target`.
+
         **Returns:** `(loss, metrics)` with the means of `Q_i(s, a)`, of `y` and of
         `||a' - a'_data||^2`.
         """
@@ -247,8 +275,13 @@ class ReBRAC(Learner):
     ) -> tuple[Float[Array, ""], Metrics]:
         """`mean(beta_1 ||pi(s) - a||^2 - lambda min_i Q_i(s, pi(s)))`, `lambda` stop-gradiented.
 
-        The critic is frozen (no gradient reaches it). **Returns:** `(loss, metrics)` with the
-        mean squared distance `||pi(s) - a||^2`, `mean Q(s, pi(s))` and `lambda`.
+        The critic is frozen (no gradient reaches it).
+
+        **Arguments:** `actor`, the online actor (differentiated); `critic`, the critics just
+        updated; `batch`, the data.
+
+        **Returns:** `(loss, metrics)` with the mean squared distance `||pi(s) - a||^2`,
+        `mean Q(s, pi(s))` and `lambda`.
         """
         pi = jax.vmap(actor)(batch.observations)
         q = jnp.min(jax.vmap(frozen(critic))(batch.observations, pi), axis=-1)

@@ -77,7 +77,16 @@ class TD3BCConfig(eqx.Module):
 
 
 class TD3BCState(eqx.Module):
-    """TD3+BC's networks, their targets, optimiser states and the update counter."""
+    """TD3+BC's networks, their targets, optimiser states and the update counter.
+
+    **Fields:**
+
+    - `actor`, `target_actor`: the `DeterministicPolicy` and its Polyak average.
+    - `critic`, `target_critic`: the `CriticEnsemble` and its Polyak average.
+    - `actor_opt`, `critic_opt`: their Adam states.
+    - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer;
+      the actor steps when `step % policy_delay == 0`).
+    """
 
     actor: DeterministicPolicy
     target_actor: DeterministicPolicy
@@ -102,6 +111,11 @@ class TD3BC(Learner):
     dimensions) followed by Polyak averaging of the target actor and target critics. The
     actor is a tanh-squashed `DeterministicPolicy`. Observations in `batch` are already
     normalised (TD3+BC's state normalisation is the trainer's `ObservationNormalizer`).
+
+    **Fields:**
+
+    - `config`: a `TD3BCConfig` (float hyperparameters are leaves).
+    - `obs_dim`, `act_dim`: static sizes.
     """
 
     config: TD3BCConfig
@@ -109,13 +123,24 @@ class TD3BC(Learner):
     act_dim: int = eqx.field(static=True)
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
-        """One phase, `"td3bc"`, running `update` for all `steps`."""
+        """One phase, `"td3bc"`, running `update` for all `steps`.
+
+        **Arguments:** `steps`, the number of updates of the stage.
+
+        **Returns:** `(Phase("td3bc", self.update, steps),)`.
+        """
         return (Phase("td3bc", self.update, steps),)
 
     def policies(
         self, state: TD3BCState, normalizer: ObservationNormalizer
     ) -> dict[str, BatchPolicy]:
-        """`{"td3bc": pi}` behind the observation normaliser."""
+        """`{"td3bc": pi}` behind the observation normaliser.
+
+        **Arguments:** `state`, a `TD3BCState`; `normalizer`, the dataset's observation
+        normaliser.
+
+        **Returns:** `{"td3bc": BasePolicy(normalizer, state.actor)}`.
+        """
         return {"td3bc": BasePolicy(normalizer, state.actor)}
 
     def _optimizers(self) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
@@ -150,7 +175,14 @@ class TD3BC(Learner):
     def critic_target(
         self, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
     ) -> Float[Array, " n"]:
-        """The clipped double-Q target `y` of every row, with target-policy smoothing from `key`."""
+        """The clipped double-Q target `y` of every row, with target-policy smoothing from `key`.
+
+        **Arguments:** `state` (its target actor and target critics), a batch, and `key`
+        (the smoothing noise).
+
+        **Returns:** `y = r + gamma (1 - terminal) min_i Q'_i(s', a')` per row,
+        stop-gradiented (`a'` from `smoothed_target_actions`).
+        """
         c = self.config
         next_actions = smoothed_target_actions(
             state.target_actor, batch.next_observations, key, c.policy_noise, c.noise_clip
@@ -161,6 +193,9 @@ class TD3BC(Learner):
         self, critic: CriticEnsemble, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[Float[Array, ""], Metrics]:
         """`sum_i mean (Q_i(s, a) - y)^2`; `y` comes from `state`'s targets, stop-gradiented.
+
+        **Arguments:** `critic`, the online critics (differentiated); `state`, `batch` and
+        `key`, as in `critic_target`.
 
         **Returns:** `(loss, metrics)` with the mean of `Q_i(s, a)` and of `y`.
         """
@@ -173,8 +208,12 @@ class TD3BC(Learner):
     ) -> tuple[Float[Array, ""], Metrics]:
         """`-lambda * mean Q1(s, pi(s)) + mean (pi(s) - a)^2` with `lambda` stop-gradiented.
 
-        The critic is frozen (no gradient reaches it). **Returns:** `(loss, metrics)` with the
-        BC term, `mean Q1(s, pi(s))` and `lambda`.
+        The critic is frozen (no gradient reaches it).
+
+        **Arguments:** `actor`, the online actor (differentiated); `critic`, the critics just
+        updated; `batch`, the data.
+
+        **Returns:** `(loss, metrics)` with the BC term, `mean Q1(s, pi(s))` and `lambda`.
         """
         pi = jax.vmap(actor)(batch.observations)
         q1 = jax.vmap(frozen(critic))(batch.observations, pi)[:, 0]

@@ -98,7 +98,11 @@ class SACConfig:
 
 
 class SACBatch(eqx.Module):
-    """A batch of transitions; `done` is 1 at terminations only (never at truncations)."""
+    """A batch of transitions; `done` is 1 at terminations only (never at truncations).
+
+    **Fields:** `obs`, `action`, `reward`, `next_obs` and `done` (float32, 0 or 1), one row
+    per transition.
+    """
 
     obs: Float[Array, "batch obs_dim"]
     action: Float[Array, "batch act_dim"]
@@ -111,6 +115,9 @@ class ReplayBuffer(eqx.Module):
     """A fixed-capacity ring buffer of transitions held as device arrays.
 
     `size` counts the valid rows (up to the capacity); `position` is where the next row goes.
+
+    **Fields:** `data`, a `SACBatch` of `capacity` rows; `size` and `position`, int32
+    scalars.
     """
 
     data: SACBatch
@@ -119,11 +126,18 @@ class ReplayBuffer(eqx.Module):
 
     @property
     def capacity(self) -> int:
+        """The number of rows the buffer holds (static: its arrays' leading size)."""
         return self.data.reward.shape[0]
 
 
 def buffer_init(capacity: int, obs_dim: int, act_dim: int) -> ReplayBuffer:
-    """An empty `ReplayBuffer` of `capacity` rows (float32, zero-filled)."""
+    """An empty `ReplayBuffer` of `capacity` rows (float32, zero-filled).
+
+    **Arguments:** `capacity`, the number of rows (positive; `SACConfig.buffer_size`);
+    `obs_dim`, `act_dim`, the sizes of observations and actions.
+
+    **Returns:** a buffer with `size = position = 0`.
+    """
     if capacity < 1:
         raise ValueError(f"a replay buffer needs a positive capacity, got {capacity}.")
     zeros = lambda *shape: jnp.zeros(shape, jnp.float32)
@@ -155,7 +169,21 @@ def buffer_add(buffer: ReplayBuffer, transitions: SACBatch) -> ReplayBuffer:
 
 
 class SACState(eqx.Module):
-    """Everything SAC learns: networks, temperature, optimiser states and the update count."""
+    """Everything SAC learns: networks, temperature, optimiser states and the update count.
+
+    The online SAC of the D4RL recipe (Haarnoja et al. 2018; Fu et al. 2020), which
+    `spar_eqx.data.collect` trains to produce behaviour policies. It is not part of SPAR.
+
+    **Fields:**
+
+    - `actor`: a `TanhGaussianPolicy` with actions in `[-1, 1]`.
+    - `critic`, `target_critic`: a two-member `CriticEnsemble` (twin critics) and its Polyak
+      average.
+    - `log_alpha`: the log entropy temperature (a float32 scalar).
+    - `actor_opt_state`, `critic_opt_state`, `alpha_opt_state`: Adam states.
+    - `step`: int32 scalar, updates made.
+    - `config`: the `SACConfig` (static).
+    """
 
     actor: TanhGaussianPolicy
     critic: CriticEnsemble
@@ -169,6 +197,7 @@ class SACState(eqx.Module):
 
     @property
     def target_entropy(self) -> float:
+        """`config.target_entropy`, or `-act_dim` when that is None (SAC's default)."""
         if self.config.target_entropy is None:
             return -float(self.actor.act_dim)
         return float(self.config.target_entropy)
@@ -348,7 +377,10 @@ def sac_update_chunk(
 
 
 def num_chunk_traces() -> int:
-    """How many times the body of `sac_update_chunk` has been traced (compiled) so far."""
+    """How many times the body of `sac_update_chunk` has been traced (compiled) so far.
+
+    **Returns:** the count, for tests that prove a chunk compiles once.
+    """
     return eqx.debug.get_num_traces(_update_chunk)
 
 
