@@ -13,6 +13,7 @@ from ._config import (
     SPARConfig as SPARConfig,
     critic_subsets as critic_subsets,
 )
+from ._conflict import gradient_conflict as gradient_conflict
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
 from ._errors import (
     CheckpointError as CheckpointError,

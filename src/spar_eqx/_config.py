@@ -114,6 +114,9 @@ class ResidualConfig(eqx.Module):
       describes
     - `latent_policy_depth` (`--latent-layers`, 2), `max_latent` (`--max-latent`, 2.0),
       `plas_vae_fraction` (`--plas-vae-fraction`, 0.5): SPAR-PLAS, Alg. 3
+    - `log_conflict` (`--log-conflict`, False): also measure the gradient-conflict metrics of
+      Section 4.3 (Table 3) on every Stage II guidance update and log them as `conflict_dd`
+      and `conflict_vsd` (see `gradient_conflict`); off, the update is unchanged
     """
 
     variant: Variant = hyper(
@@ -158,6 +161,11 @@ class ResidualConfig(eqx.Module):
     plas_vae_fraction: float = hyper(
         0.5, "--plas-vae-fraction", "SPAR-PLAS share of Stage II for the CVAE", static=True
     )
+    log_conflict: bool = hyper(
+        False, "--log-conflict",
+        "log the gradient-conflict metrics DD and VSD of each guidance step (Section 4.3)",
+        static=True,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_choice("variant", self.variant, VARIANTS)
@@ -190,6 +198,8 @@ class ResidualConfig(eqx.Module):
         )
         check_unit(target_tau=self.target_tau)
         check_open_unit(plas_vae_fraction=self.plas_vae_fraction)
+        if not isinstance(self.log_conflict, bool):
+            raise ValueError(f"log_conflict must be True or False, got {self.log_conflict!r}.")
 
 
 class GateConfig(eqx.Module):

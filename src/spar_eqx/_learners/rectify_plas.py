@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._conflict import guidance_update
 from .._learner import Phase
-from .._losses import value_guidance
+from .._losses import value_guidance, weighted_reconstruction
 from .._optim import apply_grads, init_opt, make_optimizer
 from .._policy import PLASResidual
 from .._residual import LatentPolicy, ResidualCVAE
@@ -15,6 +16,7 @@ from ..data._transitions import Transitions
 from .rectify_common import (
     FrozenAnchor,
     Rectifier,
+    conflict_metrics,
     data_weights,
     robust_q,
     weight_metrics,
@@ -23,6 +25,17 @@ from .rectify_proj import weighted_elbo
 
 
 class PLASState(eqx.Module):
+    """SPAR-PLAS's Stage II state (Alg. 3).
+
+    **Fields:**
+
+    - `anchor`: the frozen Stage I anchor.
+    - `cvae`: the residual CVAE (eq. 8), trained in phase 1 and frozen in phase 2.
+    - `latent_policy`: the deterministic latent actor `pi_z(s, a_base)`, trained in phase 2.
+    - `cvae_opt`, `latent_opt`: their Adam states.
+    - `step`: updates so far, over both phases.
+    """
+
     anchor: FrozenAnchor
     cvae: ResidualCVAE
     latent_policy: LatentPolicy
@@ -32,21 +45,55 @@ class PLASState(eqx.Module):
 
 
 class RectifyPLAS(Rectifier):
-    """SPAR-PLAS in two phases, each a pure `update(state, batch, key)`.
+    """SPAR-PLAS (Alg. 3) in two phases, each a pure `update(state, batch, key)`.
 
     Phase 1 (`update_vae`): the residual CVAE by weighted ELBO (eq. 8).
     Phase 2 (`update_latent`): the CVAE is frozen; a deterministic latent policy
     `z = pi_z(s, a_base)` ascends `Q_rob(s, clip(a_base + dec(s, a_base, z)))`
     (Alg. 3, lines 11-17). `plas_vae_fraction` of the stage's steps go to phase 1.
+
+    Gradient conflict (Section 4.3, with `config.log_conflict`, phase 2 only: phase 1 has no
+    guidance): `theta` is the latent actor, the module Section 4.3 names for PLAS; `L_fit` is
+    eq. 8's weighted reconstruction with the actor's latent in place of the encoder's,
+    `recon_weight * E[w ||dec(s, a_base, pi_z(s, a_base)) - (a - a_base)||^2]` through the
+    frozen decoder, on the batch (the KL term does not reach the actor); the guidance step is
+    the actor's Q-ascent step (`guidance_update`: Adam from the current state on the
+    `-lambda_g E[Q_rob]` gradient, minus Adam from the same state on a zero gradient, which
+    removes the momentum history).
+
+    **Arguments:**
+
+    - `config`: the `ResidualConfig`.
+    - `data_critics`, `guide_critics`: member indices of the data weights and the guidance.
+    - `gate`, `gate_critics`: the Stage III gate (see `Rectifier`).
     """
 
     def residual(self, state):
-        """The residual of the deployed policy."""
+        """The residual of the deployed policy, `dec(s, a_base, pi_z(s, a_base))` (Alg. 3).
+
+        **Arguments:**
+
+        - `state`: a `PLASState`.
+
+        **Returns:**
+
+        A `PLASResidual` of its latent policy and CVAE.
+        """
         return PLASResidual(state.latent_policy, state.cvae)
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
-        """The CVAE phase (no periodic evaluation: the latent policy is untrained), then the
-        latent policy's."""
+        """Alg. 3's two loops: the CVAE phase (no periodic evaluation: the latent policy is
+        untrained), then the latent policy's.
+
+        **Arguments:**
+
+        - `steps`: Stage II's update budget, shared as `plas_vae_fraction` says (at least
+          one CVAE step).
+
+        **Returns:**
+
+        `(Phase("cvae", update_vae, ...), Phase("latent", update_latent, ...))`.
+        """
         vae_steps = max(1, round(self.config.plas_vae_fraction * steps))
         return (
             Phase("cvae", self.update_vae, vae_steps, evaluate=False),
@@ -54,6 +101,17 @@ class RectifyPLAS(Rectifier):
         )
 
     def init(self, key: PRNGKeyArray, previous) -> PLASState:
+        """A fresh SPAR-PLAS state on top of the frozen anchor (Alg. 3, input).
+
+        **Arguments:**
+
+        - `key`: initialises the CVAE and the latent policy.
+        - `previous`: Stage I's final state, or a `FrozenAnchor`.
+
+        **Returns:**
+
+        A `PLASState` at step 0.
+        """
         c, anchor = self.config, FrozenAnchor.of(previous)
         policy = anchor.policy
         vae_key, pol_key = jax.random.split(key)
@@ -82,6 +140,18 @@ class RectifyPLAS(Rectifier):
     def update_vae(
         self, state: PLASState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[PLASState, dict[str, Float[Array, ""]]]:
+        """One Adam step of the CVAE on the weighted ELBO (eq. 8; Alg. 3, phase 1).
+
+        **Arguments:**
+
+        - `state`: the current `PLASState`.
+        - `batch`: transitions with normalised observations.
+        - `key`: the ELBO's reparameterisation noise.
+
+        **Returns:**
+
+        `(new_state, metrics)`: `loss`, `recon_loss`, `kl` and the `weight_metrics`.
+        """
         c, anchor = self.config, state.anchor
         obs, act = batch.observations, batch.actions
         base = anchor.base_actions(obs)
@@ -104,6 +174,21 @@ class RectifyPLAS(Rectifier):
     def update_latent(
         self, state: PLASState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[PLASState, dict[str, Float[Array, ""]]]:
+        """One Adam step of the latent policy on `-lambda_g E[Q_rob]` through the frozen
+        decoder (Alg. 3, lines 11-17).
+
+        **Arguments:**
+
+        - `state`: the current `PLASState`.
+        - `batch`: transitions with normalised observations.
+        - `key`: unused (the update is deterministic).
+
+        **Returns:**
+
+        `(new_state, metrics)`: `loss`, `guide_q` and `residual_norm`; with
+        `config.log_conflict` also `conflict_dd` and `conflict_vsd` of this step's Q-ascent
+        (Section 4.3).
+        """
         del key
         c, anchor = self.config, state.anchor
         obs = batch.observations
@@ -133,4 +218,16 @@ class RectifyPLAS(Rectifier):
             "guide_q": jnp.mean(q),
             "residual_norm": jnp.mean(jnp.linalg.norm(residual, axis=-1)),
         }
+        if c.log_conflict:  # static: without it the update is exactly the one above
+            act = batch.actions
+            w, _ = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
+
+            def fit_loss(latent_policy):
+                z = jax.vmap(latent_policy)(obs, base)
+                decoded = jax.vmap(decoder.decode)(obs, base, z)
+                return c.recon_weight * weighted_reconstruction(decoded, act - base, w)
+
+            no_guidance = jax.tree_util.tree_map(jnp.zeros_like, grads)
+            delta = guidance_update(opt, state.latent_opt, state.latent_policy, grads, no_guidance)
+            metrics |= conflict_metrics(fit_loss, state.latent_policy, delta)
         return new_state, metrics

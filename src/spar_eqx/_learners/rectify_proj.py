@@ -8,6 +8,8 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._config import ResidualConfig
+from .._conflict import guidance_update
+from .._ensemble import CriticEnsemble
 from .._learner import Phase
 from .._losses import (
     convex_targets,
@@ -22,6 +24,7 @@ from ..data._transitions import Transitions
 from .rectify_common import (
     FrozenAnchor,
     Rectifier,
+    conflict_metrics,
     data_weights,
     robust_q,
     robust_q_candidates,
@@ -30,6 +33,17 @@ from .rectify_common import (
 
 
 class PROJState(eqx.Module):
+    """SPAR-PROJ's Stage II state (Alg. 4).
+
+    **Fields:**
+
+    - `anchor`: the frozen Stage I anchor.
+    - `cvae`: the residual CVAE (eq. 8), trained.
+    - `target_cvae`: its EMA copy `pi_res'`, which decodes the self-imitation candidates.
+    - `opt`: the CVAE's Adam state.
+    - `step`: updates so far (decides the projection steps).
+    """
+
     anchor: FrozenAnchor
     cvae: ResidualCVAE
     target_cvae: ResidualCVAE
@@ -49,7 +63,20 @@ def weighted_elbo(
     """Eq. 8: `recon_weight * E[w ||dec(s, a_base, z) - delta||^2] + beta * KL`.
 
     The weight multiplies only the reconstruction; the KL is never weighted.
-    Returns `(loss, (reconstruction, kl))`.
+    `z ~ q(z | s, delta)` is drawn by reparameterisation with `key`.
+
+    **Arguments:**
+
+    - `cvae`: the residual CVAE.
+    - `obs`, `base`: the batch's states and base actions `a_base`.
+    - `residual`: the data residuals `delta = a - a_base`.
+    - `weights`: the data weights `w(s, a)` (no gradient flows into them).
+    - `config`: the `ResidualConfig` (`recon_weight`, `kl_weight` = `beta`).
+    - `key`: the reparameterisation noise, one draw per row.
+
+    **Returns:**
+
+    `(loss, (reconstruction, kl))`, three scalars.
     """
     keys = jr.split(key, obs.shape[0])
     recon, mean, log_std = jax.vmap(lambda o, b, r, k: cvae(o, b, r, key=k))(
@@ -63,16 +90,34 @@ def weighted_elbo(
 def self_imitation_targets(
     anchor: FrozenAnchor,
     target_cvae: ResidualCVAE,
-    guide_critic,
+    guide_critic: CriticEnsemble,
     obs: Float[Array, "batch obs_dim"],
     base: Float[Array, "batch act_dim"],
     config: ResidualConfig,
     key: PRNGKeyArray,
-):
-    """K prior latents per state, their EMA-decoded residuals and normalised weights (eq. 9).
+) -> tuple[
+    Float[Array, "batch candidates latent"],
+    Float[Array, "batch candidates act_dim"],
+    Float[Array, "batch candidates"],
+    Float[Array, "batch candidates"],
+]:
+    """Eq. 9: K prior latents per state, their EMA-decoded residuals and normalised weights.
 
-    Returns `(latents (B, K, dz), targets (B, K, A), omega (B, K), advantages (B, K))`,
-    all without gradient.
+    **Arguments:**
+
+    - `anchor`: the frozen anchor (clips the candidate actions `a_base + delta_k`).
+    - `target_cvae`: the EMA target `pi_res'` that decodes the candidates.
+    - `guide_critic`: the guide critics that score them.
+    - `obs`, `base`: the batch's states and base actions.
+    - `config`: the `ResidualConfig` (`num_candidates` = K, `lambda_u`, `temperature`,
+      `sensitivity`, `filtering`).
+    - `key`: draws the latents `z_k ~ N(0, I)`.
+
+    **Returns:**
+
+    `(latents, targets, omega, advantages)`: the latents `z_k`, the decoded residuals
+    `delta_k`, the normalised weights `omega_k` and the advantages `A~_k`, all without
+    gradient.
     """
     k = config.num_candidates
     latents = jr.normal(key, (obs.shape[0], k, target_cvae.latent_dim))
@@ -93,24 +138,70 @@ def self_imitation_targets(
 
 
 class RectifyPROJ(Rectifier):
-    """SPAR-PROJ as pure functions: `init(anchor, key)`, `update(state, batch, key)`.
+    """SPAR-PROJ (eq. 8-10, Alg. 4) as pure functions: `init(key, anchor)`, `update(state, batch,
+    key)`.
 
     Every step fits the weighted ELBO (eq. 8). Every `projection_period` steps
     (counted from step 0) it adds `lambda_g` times the latent self-imitation loss
     (eq. 10): K latents `z_k ~ N(0, I)` are decoded by the EMA target decoder,
     weighted by `omega_k` (eq. 9), and the online decoder regresses onto them.
     The target CVAE is Polyak-averaged every step with rate `target_tau`.
+
+    Gradient conflict (Section 4.3, with `config.log_conflict`): `theta` is the CVAE decoder
+    (the only part both objectives reach; the encoder is held fixed); `L_fit` is eq. 8's
+    weighted ELBO on the batch, with this step's reparameterisation noise; the guidance step
+    is what `lambda_g` times eq. 10's loss (this step's latents and EMA targets) adds to the
+    optimiser update (`guidance_update`: Adam from the current state on the ELBO plus
+    self-imitation gradient, minus Adam on the ELBO gradient alone), restricted to the
+    decoder. It is measured on *every* step, as the self-imitation step this batch would
+    take, so each logged value (an average over steps) is a real measurement; on projection
+    steps it is exactly the guidance inside the applied update.
+
+    **Arguments:**
+
+    - `config`: the `ResidualConfig`.
+    - `data_critics`, `guide_critics`: member indices of the data weights and the guidance.
+    - `gate`, `gate_critics`: the Stage III gate (see `Rectifier`).
     """
 
     def residual(self, state):
-        """The residual of the deployed policy."""
+        """The residual of the deployed policy, the CVAE `pi_res(s, a_base, z)` of eq. 8.
+
+        **Arguments:**
+
+        - `state`: a `PROJState`.
+
+        **Returns:**
+
+        Its online `ResidualCVAE`.
+        """
         return state.cvae
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
-        """One phase: `update` for all of Stage II's `steps`."""
+        """Alg. 4's single loop: `update` for all of Stage II's steps.
+
+        **Arguments:**
+
+        - `steps`: Stage II's update budget.
+
+        **Returns:**
+
+        One `Phase("residual", update, steps)`.
+        """
         return (Phase("residual", self.update, steps),)
 
     def init(self, key: PRNGKeyArray, previous) -> PROJState:
+        """A fresh SPAR-PROJ state on top of the frozen anchor (Alg. 4, input).
+
+        **Arguments:**
+
+        - `key`: initialises the CVAE (the target starts as a copy).
+        - `previous`: Stage I's final state, or a `FrozenAnchor`.
+
+        **Returns:**
+
+        A `PROJState` at step 0.
+        """
         c, anchor = self.config, FrozenAnchor.of(previous)
         policy = anchor.policy
         cvae = ResidualCVAE(
@@ -122,6 +213,21 @@ class RectifyPROJ(Rectifier):
     def update(
         self, state: PROJState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[PROJState, dict[str, Float[Array, ""]]]:
+        """One Adam step on eq. 8 (plus eq. 10 on projection steps), then the EMA (Alg. 4).
+
+        **Arguments:**
+
+        - `state`: the current `PROJState`.
+        - `batch`: transitions with normalised observations.
+        - `key`: split into the ELBO's reparameterisation noise and the candidate latents.
+
+        **Returns:**
+
+        `(new_state, metrics)`: `loss`, `recon_loss`, `kl`, `self_imitation_loss` (0 off
+        projection steps), `projected`, `states_with_targets`, `candidate_advantage` and the
+        `weight_metrics`; with `config.log_conflict` also `conflict_dd` and `conflict_vsd` of
+        this batch's self-imitation step (Section 4.3).
+        """
         c, anchor = self.config, state.anchor
         elbo_key, latent_key = jr.split(key)
         obs, act = batch.observations, batch.actions
@@ -170,4 +276,17 @@ class RectifyPROJ(Rectifier):
             "candidate_advantage": cand_adv,
             **weight_metrics(w, adv, c),
         }
+        if c.log_conflict:  # static: without it the update is exactly the one above
+
+            def elbo(cvae):
+                return weighted_elbo(cvae, obs, base, act - base, w, c, elbo_key)[0]
+
+            def elbo_of_decoder(decoder):
+                return elbo(eqx.tree_at(lambda m: m.decoder, state.cvae, decoder))
+
+            fit_grads = eqx.filter_grad(elbo)(state.cvae)
+            guide_grads = eqx.filter_grad(lambda m: guide_loss(m)[0])(state.cvae)
+            guided = jax.tree_util.tree_map(lambda f, g: f + c.lambda_g * g, fit_grads, guide_grads)
+            delta = guidance_update(opt, state.opt, state.cvae, guided, fit_grads)
+            metrics |= conflict_metrics(elbo_of_decoder, state.cvae.decoder, delta.decoder)
         return new_state, metrics
