@@ -24,6 +24,7 @@ CASES = [
     (["train", "--out", "{tmp}/run", "--sweep", "lambda_g=small"], "must be a number"),
     (["train", "--out", "{tmp}/run", "--sweep", "temperature=1,-1"], "grid point"),
     (["train", "--out", "{tmp}/run", "--algo", "transformer"], "unknown --algo"),
+    (["train", "--out", "{tmp}/run", "--budget", "huge"], "invalid choice: 'huge'"),
     (["train", "--out", "{tmp}/a_file"], "not a folder"),
     (["train", "--out", "{tmp}/a_file/run"], "a_file exists and is not a folder"),
     (["train", "--out", "{tmp}/dangling/run"], "dangling is a broken symbolic link"),

@@ -12,7 +12,7 @@ import pytest
 from jaxtyping import Array, Float, Int
 
 import spar_eqx
-from spar_eqx import Learner, Phase, RunConfig, TrainingBatch
+from spar_eqx import Learner, Phase, RunConfig, SPARConfig, TrainingBatch
 from spar_eqx._cli import main
 from spar_eqx._hyper import Scalar, check_open_unit, hyper, hyperparameters
 from spar_eqx._registry import ALGORITHMS, Algorithm
@@ -202,3 +202,33 @@ def test_spar_grid_of_one_point_is_bit_for_bit_the_plain_run(tmp_path, hopper_fi
     assert main(["evaluate", str(tmp_path / "one")]) == 0
     again = json.loads((tmp_path / "one" / "evaluation.json").read_text())
     assert again["sweep"][0]["scores"] == point["scores"]
+
+
+def _config(argv):
+    from spar_eqx._cli import _algo_of, _build_parser
+    from spar_eqx._cli_train import config_from_args
+
+    return config_from_args(_build_parser(_algo_of(argv)).parse_args(argv))
+
+
+def test_a_budget_sets_defaults_that_explicit_flags_override():
+    from spar_eqx._budgets import BUDGETS
+
+    paper = _config(["train", "--out", "r"])
+    assert paper == _config(["train", "--out", "r", "--budget", "paper"])
+    assert paper.steps == (1_000_000, 1_000_000) and paper.hyperparameters == SPARConfig()
+    quick = _config(["train", "--out", "r", "--budget", "quick"])
+    q = BUDGETS["quick"]
+    assert quick.steps == (q.steps, q.steps) and quick.seeds == q.run["seeds"]
+    assert quick.eval_episodes == q.run["eval_episodes"]
+    h = quick.hyperparameters
+    assert (h.anchor.width, h.residual.width, h.anchor.num_critics) == (128, 128, 5)
+    assert h.anchor.learning_rate == h.residual.learning_rate == 1e-3
+    mine = _config(["train", "--out", "r", "--budget", "quick", "--critics", "7", "--seeds",
+                    "1", "--stage2-steps", "50", "--eval-episodes", "2", "--hidden", "64"])  # fmt: skip
+    assert mine.steps == (q.steps, 50) and mine.seeds == 1 and mine.eval_episodes == 2
+    assert (mine.hyperparameters.anchor.num_critics, mine.hyperparameters.anchor.width) == (7, 64)
+    # A baseline takes the budget's steps and shared sizes, never SPAR's own settings.
+    iql = _config(["train", "--algo", "iql", "--out", "r", "--budget", "quick"])
+    assert iql.steps == (q.steps,) and iql.hyperparameters.width == 128
+    assert iql.hyperparameters.num_critics == 2 and iql.hyperparameters.learning_rate == 3e-4

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from ._budgets import BUDGETS, budget_overrides
 from ._errors import UserError
 from ._presets import PRESETS
 from ._registry import ALGORITHMS
@@ -66,20 +67,27 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder (empty, or --resume)"
     )
+    parser.add_argument(
+        "--budget", choices=tuple(BUDGETS), default=None,
+        help="a named budget: 'paper' (the paper's protocol, the default) or 'quick' (the "
+        "README's main job: minutes on a CPU); explicit flags override it",
+    )  # fmt: skip
     for flag, stage in _budget_flags(algo):
         parser.add_argument(
-            flag, type=int, default=1_000_000, dest=f"steps_{stage}",
-            help=f"updates of {stage} (default 1,000,000)",
+            flag, type=int, default=None, dest=f"steps_{stage}",
+            help=f"updates of {stage} (default: the budget's; 1,000,000 for paper)",
         )  # fmt: skip
-    parser.add_argument("--seeds", type=int, default=3, help="run seeds 0..K-1 together")
+    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..K-1 together (3)")
     parser.add_argument(
         "--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
         help="a grid of a float hyperparameter, trained with the seeds in one compile "
         "(repeat for a product grid); NAME is a flag without its dashes, e.g. lambda_g",
     )  # fmt: skip
-    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per seed")
     parser.add_argument(
-        "--eval-every", type=int, default=0, help="updates between evaluations (0: stage ends)"
+        "--eval-episodes", type=int, default=None, help="episodes per seed and policy (10)"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="updates between evaluations (0: stage ends)"
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -107,6 +115,8 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
             flag,
             type=kind,
             default=None,
+            nargs="?" if first.kind is bool else None,  # a bare boolean flag means true
+            const=True if first.kind is bool else None,
             choices=first.choices,
             help=f"{first.help} (default: {first.default}){star}",
             dest=_dest(flag),
@@ -167,19 +177,29 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if getattr(args, f"run_{field}") is not None
     }
     schedule = {k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run}
+    stages = ALGORITHMS[algo].stages
+    table = flag_table(algo)
+    budget = budget_overrides(args.budget or "paper", algo, set(table), len(stages))
+    given_steps = [getattr(args, f"steps_{stage}") for stage in stages]
+    explicit = {
+        "seeds": args.seeds, "eval_episodes": args.eval_episodes, "eval_every": args.eval_every,
+    }  # fmt: skip
     config = RunConfig(
         algo=algo,
-        steps=tuple(getattr(args, f"steps_{stage}") for stage in ALGORITHMS[algo].stages),
+        steps=tuple(
+            s if s is not None else b for s, b in zip(given_steps, budget["steps"], strict=True)
+        ),
         dataset=args.dataset,
         env_id=args.env_id,
-        seeds=args.seeds,
-        eval_episodes=args.eval_episodes,
-        eval_every=args.eval_every,
         rescale_actions=args.rescale_actions,
+        **{k: budget[k] for k in explicit if k in budget}
+        | {k: v for k, v in explicit.items() if v is not None},
         **schedule,
     )
     overrides = {}
-    for flag, fields in flag_table(algo).items():
+    for flag, value in budget["flags"].items():
+        overrides.update({h.path: value for h in table[flag]})
+    for flag, fields in table.items():
         value = getattr(args, _dest(flag))
         if value is not None:
             overrides.update({h.path: value for h in fields})
