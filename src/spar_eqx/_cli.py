@@ -1,4 +1,4 @@
-"""The `spar-eqx` command: `train`, `evaluate` and `collect`."""
+"""The `spar-eqx` command: `train`, `evaluate`, `diagnose` and `collect`."""
 
 import argparse
 import errno
@@ -24,7 +24,7 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import _cli_train
+    from . import _cli_diagnose, _cli_train
     from .data import _collect
 
     train = sub.add_parser(
@@ -39,6 +39,13 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="re-evaluate a finished run")
     _cli_train.add_evaluate_arguments(evaluate)
     evaluate.set_defaults(run=_cli_train.run_evaluate)
+
+    diagnose = sub.add_parser(
+        "diagnose",
+        help="residual topology of a dataset under its BC anchor: SPAR-MLP or SPAR-PROJ?",
+    )
+    _cli_diagnose.add_arguments(diagnose)
+    diagnose.set_defaults(run=_cli_diagnose.run)
 
     collect = sub.add_parser(
         "collect", help="generate a D4RL-style Minari dataset with an online SAC (D4RL recipe)"
