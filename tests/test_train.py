@@ -16,7 +16,7 @@ import pytest
 from spar_eqx import load_trained
 from spar_eqx._cli import main
 
-from .helpers import killed_at_replace
+from .helpers import killed_at_replace, tree_equal_bits
 
 TINY = [
     "--stage1-steps", "40", "--stage2-steps", "40", "--seeds", "2", "--batch-size", "16",
@@ -468,3 +468,35 @@ def test_a_kill_while_writing_the_results_resumes_to_the_same_bytes(
     a = json.loads((out / "results.json").read_text())
     b = json.loads((finished_run / "results.json").read_text())
     assert a["scores"] == b["scores"] and a["diagnostics"] == b["diagnostics"]
+
+
+def test_variant_auto_diagnoses_the_anchors_then_trains_the_variant_they_call_for(
+    tmp_path, hopper_file
+):
+    """`--variant auto` = Stage I, the diagnosis, then exactly the plain run of the chosen
+    variant; recorded in results.json, reloaded by evaluate, and resumed after a kill that
+    falls between the diagnosis and Stage II's first checkpoint."""
+    auto = tmp_path / "auto"
+    assert _train(auto, hopper_file, "--variant", "auto") == 0
+    results = json.loads((auto / "results.json").read_text())
+    chosen = results["variant"]
+    assert chosen in ("mlp", "proj") and results["label"] == f"SPAR-{chosen.upper()}"
+    recommendation = results["recommendation"]
+    assert recommendation["variant"] == chosen and recommendation["reason"]
+    assert sum(recommendation["votes"].values()) == 2 and len(recommendation["runs"]) == 2
+    assert {"recommendation", "delta_rho", "num_clusters"} <= set(recommendation["runs"][0])
+
+    plain = tmp_path / "plain"
+    assert _train(plain, hopper_file, "--variant", chosen) == 0
+    (_, a), (_, b) = load_trained(auto), load_trained(plain)
+    assert tree_equal_bits(a, b)
+    assert json.loads((plain / "results.json").read_text())["scores"] == results["scores"]
+
+    killed = tmp_path / "killed"
+    argv = ["train", "--dataset", str(hopper_file), "--out", str(killed), "--variant", "auto",
+            *TINY]  # fmt: skip
+    done = killed_at_replace("stage1.eqx", argv)  # written once Stage II has been chosen
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert _train(killed, hopper_file, "--variant", "auto", "--resume") == 0
+    assert tree_equal_bits(load_trained(killed)[1], a)
+    assert json.loads((killed / "results.json").read_text())["recommendation"] == recommendation

@@ -21,8 +21,8 @@ from ._hyper import (
 )
 from ._weighting import FILTERINGS, SENSITIVITIES
 
-Variant = Literal["mlp", "proj", "plas"]
-VARIANTS = ("mlp", "proj", "plas")
+Variant = Literal["mlp", "proj", "plas", "auto"]
+VARIANTS = ("mlp", "proj", "plas", "auto")
 SELF_IMITATION = ("literal", "convex")
 
 
@@ -120,7 +120,11 @@ class ResidualConfig(eqx.Module):
     """
 
     variant: Variant = hyper(
-        "mlp", "--variant", "Stage II residual: mlp, proj or plas", static=True, choices=VARIANTS
+        "mlp",
+        "--variant",
+        "Stage II residual: mlp, proj, plas, or auto (chosen by diagnosing the anchor)",
+        static=True,
+        choices=VARIANTS,
     )
     lambda_u: Scalar = hyper(0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III")
     lambda_g: Scalar = hyper(0.5, "--lambda-g", "guidance weight lambda_g")

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from ._auto import choose_variant
 from ._config import SPARConfig, critic_subsets
 from ._learner import Learner
 from ._learners.anchor import Anchor
@@ -35,6 +36,11 @@ class Algorithm:
       (`spar_eqx.data.default_reward_transform`).
     - `label`: `config -> str`, the name plots and summaries use (`"SPAR-MLP"`, `"IQL"`).
     - `record`: `config -> dict`, extra fields for `results.json` (SPAR: its variant).
+    - `unresolved`: `config -> bool`, True when `build` can only build the first stage
+      until `resolve` has looked at it (SPAR's `--variant auto`).
+    - `resolve`: `(first-stage states, data, gather) -> (overrides, record)`: what the
+      finished first stage decides for the later ones, as hyperparameter overrides by path,
+      and a record for `results.json`; `gather` concatenates per-run values over processes.
     """
 
     name: str
@@ -45,12 +51,17 @@ class Algorithm:
     reward_convention: str = "spar"
     label: Callable[[Any], str] = lambda config: ""
     record: Callable[[Any], dict[str, Any]] = lambda config: {}
+    unresolved: Callable[[Any], bool] = lambda config: False
+    resolve: Callable[..., tuple[dict[str, Any], dict[str, Any]]] | None = None
 
 
 _RECTIFIERS = {"mlp": RectifyMLP, "proj": RectifyPROJ, "plas": RectifyPLAS}
 
 
 def _build_spar(config: SPARConfig, obs_dim: int, act_dim: int) -> tuple[Learner, ...]:
+    anchor = Anchor(config.anchor, obs_dim, act_dim)
+    if config.residual.variant == "auto":  # Stage II waits for the diagnosis of Stage I
+        return (anchor,)
     data, guide, gate = critic_subsets(
         config.anchor.num_critics,
         config.residual.data_critics,
@@ -60,7 +71,13 @@ def _build_spar(config: SPARConfig, obs_dim: int, act_dim: int) -> tuple[Learner
     rectifier = _RECTIFIERS[config.residual.variant](
         config.residual, data, guide, config.gate, gate
     )
-    return Anchor(config.anchor, obs_dim, act_dim), rectifier
+    return anchor, rectifier
+
+
+def _resolve_spar(states, data, gather) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`--variant auto`: the variant the trained anchors call for (`_auto.choose_variant`)."""
+    choice = choose_variant(states.policy, data.observations, data.actions, gather)
+    return {"residual.variant": choice["variant"]}, {"recommendation": choice}
 
 
 def _single(cls) -> Callable[[Any, int, int], tuple[Learner, ...]]:
@@ -76,6 +93,8 @@ _ALGORITHMS = [
         build=_build_spar,
         label=lambda c: f"SPAR-{c.residual.variant.upper()}",
         record=lambda c: {"variant": c.residual.variant},
+        unresolved=lambda c: c.residual.variant == "auto",
+        resolve=_resolve_spar,
     ),
     Algorithm(
         name="bc",

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .._run_config import RunConfig
-from ._checkpoint import atomic_write, load_checkpoint
+from ._checkpoint import atomic_write, load_checkpoint, read_header
 from ._chunk import run_axes
 from ._rendezvous import host_lobby, join_lobby, split_address
 from ._run import Trainer
@@ -220,6 +220,10 @@ def load_trained(out: str | Path):
             raise ValueError(
                 f"{out} holds no finished run ({path} is missing); train it to the end first."
             )
+        resolution = read_header(path).get("resolution")
+        for t in {id(trainer): trainer, id(part): part}.values():
+            if resolution is not None and t.resolution is None:
+                t.apply_resolution(resolution)  # e.g. the variant --variant auto chose
         states.append(load_checkpoint(path, part.skeleton(last - 1))[1])
     if len(states) == 1:
         return trainer, states[0]

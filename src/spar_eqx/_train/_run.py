@@ -23,13 +23,14 @@ import jax.random as jr
 import numpy as np
 
 from .._errors import CheckpointError, TrainingError
+from .._hyper import replace
 from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
 from ._checkpoint import load_checkpoint, previous_path, read_header, save_checkpoint
 from ._chunk import init_states, run_axes, run_chunk, run_devices, shard_runs, stack
 from ._data import prepare
 from ._log import RunLog
-from ._results import evaluate_runs, grid_record, point_record
+from ._results import evaluate_runs, gather, grid_record, point_record
 
 LATEST = "latest.eqx"
 
@@ -78,6 +79,9 @@ class Trainer:
         self.run_seeds = tuple(self.seed_ids[r % k] for r in range(self.num_runs))
         self.run_labels = [self._label(r // k, self.run_seeds[r]) for r in range(self.num_runs)]
         self.ckpt_dir = self.out / "checkpoints"
+        # What the first stage decided for the later ones (`Algorithm.resolve`), once known.
+        self.hyperparameters = config.hyperparameters
+        self.resolution: dict[str, Any] | None = None
 
     # ---- data
 
@@ -99,12 +103,16 @@ class Trainer:
     # ---- learners and phases
 
     def build(self) -> None:
-        """The learners of every stage, stacked over runs (grid point-major), and the phases."""
+        """The learners of every stage, stacked over runs (grid point-major), and the phases.
+
+        An algorithm whose later stages depend on its first (`Algorithm.unresolved`) gets
+        only its first stage here; `resolve` builds the rest once that stage has trained.
+        """
         per_point = [
             self.algorithm.build(hyper, self.obs_dim, self.act_dim) for _, hyper in self.grid
         ]
         stacked = []
-        for stage in range(len(self.algorithm.stages)):
+        for stage in range(len(per_point[0])):
             runs = [hyperparameter_arrays(per_point[p][stage]) for p in range(len(self.grid))]
             stacked.append(stack([runs[r // self.num_local] for r in range(self.num_runs)]))
         self.learners: list[Learner] = stacked
@@ -115,6 +123,24 @@ class Trainer:
             for index, phase in enumerate(learner.phases(self.config.steps[stage]))
         ]
         self.run_keys = jax.vmap(jr.key)(jnp.asarray(self.run_seeds))
+
+    def resolve(self, states) -> None:
+        """Let the finished first stage decide the later ones (`Algorithm.resolve`), then
+        build them."""
+        overrides, record = self.algorithm.resolve(states, self.data, gather)
+        self.apply_resolution({"overrides": overrides, **record})
+
+    def apply_resolution(self, resolution: dict[str, Any]) -> None:
+        """Build the later stages with `resolution["overrides"]` (from `resolve`, or from a
+        checkpoint's header on resume)."""
+        overrides = resolution["overrides"]
+        self.resolution = resolution
+        self.hyperparameters = replace(self.config.hyperparameters, overrides)
+        self.grid = [(params, replace(hyper, overrides)) for params, hyper in self.grid]
+        self.build()
+
+    def _header(self, **fields) -> dict[str, Any]:
+        return fields if self.resolution is None else {**fields, "resolution": self.resolution}
 
     def init_stage(self, stage: int, previous=None):
         keys = jax.vmap(lambda k: jr.fold_in(k, stage))(self.run_keys)
@@ -133,13 +159,13 @@ class Trainer:
     # ---- checkpoints
 
     def _save(self, name: str, step_index: int, step: int, states, log: RunLog) -> None:
-        header = {
-            "phase": step_index,
-            "stage": self.steps[step_index].stage,
-            "step": step,
-            "config": self.config.to_dict(),
-            "log": log.to_json(),
-        }
+        header = self._header(
+            phase=step_index,
+            stage=self.steps[step_index].stage,
+            step=step,
+            config=self.config.to_dict(),
+            log=log.to_json(),
+        )
         save_checkpoint(self.ckpt_dir / name, header, states, keep_previous=True)
 
     def _restore(self):
@@ -164,6 +190,8 @@ class Trainer:
                 f"{path} was written by a run with a different configuration; resume with the "
                 "same options, or start afresh in an empty folder."
             )
+        if "resolution" in header and self.resolution is None:
+            self.apply_resolution(header["resolution"])
         stage = self.steps[header["phase"]].stage
         _, states = load_checkpoint(path, self.skeleton(stage))
         return header["phase"], header["step"], states, RunLog.from_json(header["log"])
@@ -250,7 +278,7 @@ class Trainer:
         else:
             start, step, states, log = 0, 0, self.init_stage(0), RunLog()
         states = shard_runs(states, self.num_runs)
-        total = sum(s.phase.steps for s in self.steps)
+        total = sum(self.config.steps)  # every stage, including any not built yet
         bar = _progress(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
         try:
@@ -260,7 +288,7 @@ class Trainer:
             bar.close()
         stages = len(self.algorithm.stages)
         save_checkpoint(
-            self.ckpt_dir / f"stage{stages}.eqx", {"phase": len(self.steps) - 1}, states
+            self.ckpt_dir / f"stage{stages}.eqx", self._header(phase=len(self.steps) - 1), states
         )
         record, evaluated = self.final_record(states)
         for point, row in enumerate(evaluated):
@@ -278,14 +306,16 @@ class Trainer:
         """Every phase from phase `start`, update `step`, on; returns the final states."""
         c = self.config
         stage_names = self.algorithm.stages
-        learners = [shard_runs(lr, self.num_runs, jax.tree_util.tree_map(lambda _: 0, lr))
-                    for lr in self.learners]  # fmt: skip
-        for i in range(start, len(self.steps)):
+        learners = self._sharded_learners()
+        i = start - 1
+        while (i := i + 1) < len(self.steps):  # a resolution adds the later stages' steps
             stage, _, phase = self.steps[i]
             if i > start or step == 0:
                 step = 0
                 if i > 0 and self.steps[i - 1].stage != stage:
-                    save_checkpoint(self.ckpt_dir / f"stage{stage}.eqx", {"phase": i - 1}, states)
+                    save_checkpoint(
+                        self.ckpt_dir / f"stage{stage}.eqx", self._header(phase=i - 1), states
+                    )
                     states = shard_runs(self.init_stage(stage, states), self.num_runs)
             offset = sum(s.phase.steps for s in self.steps[:i])
             while step < phase.steps:
@@ -319,15 +349,24 @@ class Trainer:
             last_of_stage = i + 1 == len(self.steps) or self.steps[i + 1].stage != stage
             if last_of_stage and stage + 1 < len(stage_names):
                 self._periodic_eval(stage, states, offset + step, log, periodic=False)
+                if i + 1 == len(self.steps):  # the later stages wait for this one's verdict
+                    self.resolve(states)
+                    learners = self._sharded_learners()
         return states
+
+    def _sharded_learners(self):
+        return [shard_runs(lr, self.num_runs, jax.tree_util.tree_map(lambda _: 0, lr))
+                for lr in self.learners]  # fmt: skip
 
     def results_header(self, seconds: float) -> dict[str, Any]:
         """What `results.json` says about the run, before its scores."""
         c = self.config
+        resolved = {k: v for k, v in (self.resolution or {}).items() if k != "overrides"}
         return {
             "algo": c.algo,
-            "label": self.algorithm.label(c.hyperparameters),
-            **self.algorithm.record(c.hyperparameters),
+            "label": self.algorithm.label(self.hyperparameters),
+            **self.algorithm.record(self.hyperparameters),
+            **resolved,
             "dataset": self.dataset.name,
             "env_id": self.env_id,
             "seeds": list(range(c.seeds)),
