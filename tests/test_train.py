@@ -83,6 +83,10 @@ def test_train_writes_results_metrics_plot_and_checkpoints(finished_run):
     assert set(results["episodes"]) == {"spar"}
     along = results["episodes"]["spar"]["gate_acceptance"]
     assert len(along) == 2 and all(0.0 <= a <= 1.0 for a in along)
+    # Fig. 3's support-distance ratio of every evaluated policy, per seed.
+    support = results["support_distance_ratio"]
+    assert set(support) == {"base", "spar", "spar_no_gate"}
+    assert all(len(v) == 2 and all(0.0 < x < np.inf for x in v) for v in support.values())
     assert results["config"]["hyperparameters"]["residual"]["num_candidates"] == 4
     assert results["wall_clock_seconds"] > 0
     header = (finished_run / "metrics.csv").read_text().splitlines()[0].split(",")

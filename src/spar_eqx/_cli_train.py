@@ -297,6 +297,10 @@ def _print_point(record: dict) -> None:
         values = np.asarray(values)
         per_seed = " ".join(f"{v:.1f}" for v in values)
         print(f"{name:<14}{values.mean():>10.1f}{values.std():>10.1f}   {per_seed}")
+    support = record.get("support_distance_ratio", {})
+    if support:
+        ratios = ", ".join(f"{name} {np.mean(v):.2f}" for name, v in support.items())
+        print(f"support-distance ratio (q95, 1 = the data's own boundary): {ratios}")
     for name, values in record.get("diagnostics", {}).items():
         print(f"{name.replace('_', ' ')} on dataset states: {np.mean(values):.3f}")
     for policy, reports in record.get("episodes", {}).items():

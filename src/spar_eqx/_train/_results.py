@@ -7,9 +7,11 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from jaxtyping import Array, Float
 
 from .._evaluation import ReportingPolicy, evaluate
 from .._scores import ReferenceScores
+from ..diagnostics import support_distance_ratio
 from ._chunk import take_runs
 
 
@@ -101,8 +103,42 @@ def gather(values) -> list[float]:
     return [float(x) for x in values]
 
 
-def point_record(evaluated: dict[str, Evaluated], diagnostics: dict[str, np.ndarray]) -> dict:
-    """`scores`, `returns` and `diagnostics` of one grid point, each per seed (all processes).
+def support_ratios(
+    policies: dict[str, eqx.Module],
+    observations: Float[Array, "m obs_dim"],
+    dataset_actions: Float[Array, "n act_dim"],
+    points: int,
+    k: int,
+) -> list[dict[str, np.ndarray]]:
+    """Per grid point, per policy: each local seed's support-distance ratio (Fig. 3).
+
+    Each run's policy acts on the raw dataset `observations`; the q95 distance of those
+    actions to their nearest dataset action is divided by the dataset's own q95 boundary
+    (`spar_eqx.diagnostics.support_distance_ratio`): about 1 for a policy that stays in the
+    data's action support, well above 1 for one that leaves it.
+    """
+    key = jr.key(54321)
+    out: list[dict[str, np.ndarray]] = [{} for _ in range(points)]
+    for name, policy in policies.items():
+        act = eqx.filter_jit(eqx.filter_vmap(lambda p: p(observations, key)))(policy)
+        act = np.asarray(act, np.float64)
+        for point in range(points):
+            out[point][name] = np.asarray(
+                [
+                    support_distance_ratio(a, dataset_actions)
+                    for a in act[point * k : (point + 1) * k]
+                ]
+            )
+    return out
+
+
+def point_record(
+    evaluated: dict[str, Evaluated],
+    diagnostics: dict[str, np.ndarray],
+    support: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """`scores`, `returns`, `diagnostics` and the support-distance ratio of each policy, for
+    one grid point, each per seed (all processes).
 
     `diagnostics` are measured on dataset states; what a policy reported along its own
     evaluation episodes goes under `"episodes"`, by policy (e.g. the gate's acceptance
@@ -114,6 +150,7 @@ def point_record(evaluated: dict[str, Evaluated], diagnostics: dict[str, np.ndar
         },
         "returns": {name: gather(e.returns) for name, e in evaluated.items()},
         "diagnostics": {name: gather(values) for name, values in diagnostics.items()},
+        "support_distance_ratio": {name: gather(values) for name, values in support.items()},
     }
     episodes = {
         name: {n: gather(v) for n, v in e.reports.items()}

@@ -30,7 +30,7 @@ from ._checkpoint import load_checkpoint, previous_path, read_header, save_check
 from ._chunk import init_states, run_axes, run_chunk, run_devices, shard_runs, stack
 from ._data import prepare
 from ._log import RunLog
-from ._results import evaluate_runs, gather, grid_record, point_record
+from ._results import evaluate_runs, gather, grid_record, point_record, support_ratios
 
 LATEST = "latest.eqx"
 
@@ -225,11 +225,16 @@ class Trainer:
             c.eval_max_episode_steps,
         )
 
+    def _dataset_rows(self) -> np.ndarray:
+        """An even spread of `config.acceptance_states` dataset rows the final measurements
+        use."""
+        n = self.dataset.transitions.num_transitions
+        count = min(self.config.acceptance_states, n)
+        return np.round(np.linspace(0, n - 1, count)).astype(np.int64)
+
     def diagnostics(self, states) -> list[dict[str, np.ndarray]]:
         """The last stage's diagnostics per grid point, each `(local seeds,)`, on dataset states."""
-        obs = self.dataset.transitions.observations
-        count = min(self.config.acceptance_states, obs.shape[0])
-        obs = obs[np.round(np.linspace(0, obs.shape[0] - 1, count)).astype(np.int64)]
+        obs = self.dataset.transitions.observations[self._dataset_rows()]
         keys = jax.vmap(lambda k: jr.fold_in(jr.key(12345), k))(jnp.asarray(self.run_seeds))
         stage = len(self.algorithm.stages) - 1
         measure = eqx.filter_vmap(
@@ -248,9 +253,17 @@ class Trainer:
         """Scores, returns and diagnostics of the final policies (per grid point with a sweep),
         and the raw per-point evaluations."""
         stage = len(self.algorithm.stages) - 1
-        evaluated = self.evaluate(self.policies(stage, states), seed, episodes)
+        policies = self.policies(stage, states)
+        evaluated = self.evaluate(policies, seed, episodes)
         diagnostics = self.diagnostics(states)
-        records = [point_record(e, d) for e, d in zip(evaluated, diagnostics, strict=True)]
+        rows = self._dataset_rows()
+        t = self.dataset.transitions
+        support = support_ratios(
+            policies, t.observations[rows], t.actions, len(self.grid), self.num_local
+        )
+        records = [
+            point_record(e, d, r) for e, d, r in zip(evaluated, diagnostics, support, strict=True)
+        ]
         return grid_record([params for params, _ in self.grid], records), evaluated
 
     # ---- main loop
