@@ -82,6 +82,13 @@ def test_vmap_over_a_batch():
     np.testing.assert_allclose(batched, rows, rtol=1e-6, atol=1e-6)
     stats = jax.vmap(ens.stats, in_axes=(0, 0, None))(obs, act, 0.5)
     assert all(x.shape == (6,) for x in stats)
+    # The members-outermost batch call gives the same values (and the same gradients).
+    np.testing.assert_allclose(ens.batch(obs, act), rows, rtol=1e-6, atol=1e-6)
+    loss = lambda e, f: jnp.sum(jnp.tanh(f(e)))
+    g1 = eqx.filter_grad(loss)(ens, lambda e: e.batch(obs, act))
+    g2 = eqx.filter_grad(loss)(ens, lambda e: jax.vmap(e)(obs, act))
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @given(

@@ -224,8 +224,9 @@ def test_a_budget_sets_defaults_that_explicit_flags_override():
     h = quick.hyperparameters
     assert (h.anchor.width, h.residual.width, h.anchor.num_critics) == (128, 128, 5)
     assert h.anchor.learning_rate == h.residual.learning_rate == 1e-3
-    mine = _config(["train", "--out", "r", "--budget", "quick", "--critics", "7", "--seeds",
-                    "1", "--stage2-steps", "50", "--eval-episodes", "2", "--hidden", "64"])  # fmt: skip
+    argv = ["train", "--out", "r", "--budget", "quick", "--critics", "7", "--seeds", "1",
+            "--stage2-steps", "50", "--eval-episodes", "2", "--hidden", "64"]  # fmt: skip
+    mine = _config(argv)
     assert mine.steps == (q.steps, 50) and mine.seeds == 1 and mine.eval_episodes == 2
     assert (mine.hyperparameters.anchor.num_critics, mine.hyperparameters.anchor.width) == (7, 64)
     # A baseline takes the budget's steps and shared sizes, never SPAR's own settings.

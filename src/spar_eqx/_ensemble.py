@@ -108,6 +108,23 @@ class CriticEnsemble(eqx.Module):
             self.members, obs, action
         )
 
+    def batch(
+        self, obs: Float[Array, "n obs_dim"], action: Float[Array, "n act_dim"]
+    ) -> Float[Array, "n members"]:
+        """Every member's `Q` on a batch of pairs: the values of `jax.vmap(self)(obs, action)`.
+
+        Computed member by member over the whole batch (the members' axis outermost, one
+        transpose at the end), which XLA runs as plain batched matrix products; vmapping the
+        per-pair call instead puts the batch outermost and costs a transpose per layer (about
+        8% of a Stage I update on a CPU).
+
+        **Arguments:** `obs` and `action`, `n` state-action pairs.
+
+        **Returns:** `Q_i(s_j, a_j)` at `[j, i]`, shape `(n, M)`.
+        """
+        apply = lambda member: jax.vmap(member)(obs, action)
+        return eqx.filter_vmap(apply)(self.members).T
+
     def select(self, indices: Sequence[int]) -> "CriticEnsemble":
         """The sub-ensemble of the members at `indices` (static Python ints, unique).
 

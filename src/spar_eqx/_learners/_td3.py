@@ -84,7 +84,7 @@ def clipped_double_q_target(
 
     **Returns:** the regression target of every critic.
     """
-    q_next = jnp.min(jax.vmap(target_critic)(batch.next_observations, next_actions), axis=-1)
+    q_next = jnp.min(target_critic.batch(batch.next_observations, next_actions), axis=-1)
     if penalty is not None:
         q_next = q_next - penalty
     not_done = 1.0 - batch.terminals.astype(jnp.float32)
@@ -104,7 +104,7 @@ def critic_regression(
 
     **Returns:** `(loss, q)`, `q` of shape `(n, members)`.
     """
-    q = jax.vmap(critic)(observations, actions)
+    q = critic.batch(observations, actions)
     loss = jnp.sum(jnp.mean((q - target[:, None]) ** 2, axis=0))
     return loss, q
 

@@ -159,11 +159,11 @@ class Anchor(Learner):
             bootstrap = jax.vmap(state.value)(next_obs)
         else:
             next_act = jax.vmap(state.policy)(next_obs)
-            bootstrap = jnp.mean(jax.vmap(state.target_critic)(next_obs, next_act), axis=-1)
+            bootstrap = jnp.mean(state.target_critic.batch(next_obs, next_act), axis=-1)
         target = jax.lax.stop_gradient(batch.rewards + c.gamma * not_done * bootstrap)
 
         def critic_loss(critic):
-            q = jax.vmap(critic)(obs, act)  # (batch, members)
+            q = critic.batch(obs, act)  # (batch, members)
             diff = target[:, None] - q
             per_member = jax.vmap(expectile_loss, in_axes=(1, None))(diff, c.critic_expectile)
             return 2.0 * jnp.sum(per_member), q
@@ -172,7 +172,7 @@ class Anchor(Learner):
         critic, critic_opt = apply_grads(opt, state.critic, grads, state.critic_opt)
 
         # (iii) V by expectile regression on the target critics' mean at data actions.
-        q_data = jax.lax.stop_gradient(jnp.mean(jax.vmap(state.target_critic)(obs, act), axis=-1))
+        q_data = jax.lax.stop_gradient(jnp.mean(state.target_critic.batch(obs, act), axis=-1))
 
         def value_loss(value):
             return expectile_loss(q_data - jax.vmap(value)(obs), c.expectile)

@@ -152,7 +152,7 @@ def min_q(
 
     **Returns:** the members' minimum per row.
     """
-    return jnp.min(jax.vmap(critic)(obs, actions), axis=-1)
+    return jnp.min(critic.batch(obs, actions), axis=-1)
 
 
 def value_loss(
@@ -194,7 +194,7 @@ def critic_loss(
     not_done = 1.0 - batch.terminals.astype(jnp.float32)
     next_v = jax.vmap(value)(batch.next_observations)
     target = jax.lax.stop_gradient(batch.rewards + gamma * not_done * next_v)
-    q = jax.vmap(critic)(batch.observations, batch.actions)
+    q = critic.batch(batch.observations, batch.actions)
     return jnp.sum(jnp.mean((target[:, None] - q) ** 2, axis=0)), q
 
 

@@ -284,7 +284,7 @@ class ReBRAC(Learner):
         `mean Q(s, pi(s))` and `lambda`.
         """
         pi = jax.vmap(actor)(batch.observations)
-        q = jnp.min(jax.vmap(frozen(critic))(batch.observations, pi), axis=-1)
+        q = jnp.min(frozen(critic).batch(batch.observations, pi), axis=-1)
         lam = jax.lax.stop_gradient(1.0 / jnp.mean(jnp.abs(q)))
         distance = jnp.sum((pi - batch.actions) ** 2, axis=-1)
         loss = jnp.mean(self.config.actor_bc_coef * distance - lam * q)

@@ -216,7 +216,7 @@ class TD3BC(Learner):
         **Returns:** `(loss, metrics)` with the BC term, `mean Q1(s, pi(s))` and `lambda`.
         """
         pi = jax.vmap(actor)(batch.observations)
-        q1 = jax.vmap(frozen(critic))(batch.observations, pi)[:, 0]
+        q1 = frozen(critic).select([0]).batch(batch.observations, pi)[:, 0]
         lam = jax.lax.stop_gradient(self.config.alpha / jnp.mean(jnp.abs(q1)))
         bc = jnp.mean((pi - batch.actions) ** 2)
         loss = -lam * jnp.mean(q1) + bc
