@@ -83,6 +83,8 @@ def test_train_writes_results_metrics_plot_and_checkpoints(finished_run):
     assert set(results["episodes"]) == {"spar"}
     along = results["episodes"]["spar"]["gate_acceptance"]
     assert len(along) == 2 and all(0.0 <= a <= 1.0 for a in along)
+    timing = results["evaluation"]
+    assert timing["env_steps"] >= 3 * 2 and timing["env_steps_per_s"] > 0
     # Fig. 3's support-distance ratio of every evaluated policy, per seed.
     support = results["support_distance_ratio"]
     assert set(support) == {"base", "spar", "spar_no_gate"}

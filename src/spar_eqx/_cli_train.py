@@ -280,12 +280,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def print_summary(results: dict) -> None:
-    """Per policy (and grid point): mean, std and per-seed scores, then the diagnostics."""
+    """Per policy (and grid point): mean, std and per-seed scores, then the diagnostics,
+    then how fast the evaluation ran."""
     points = results.get("sweep") or [{"params": None, **results}]
     for point in points:
         if point["params"] is not None:
             print("grid point " + ", ".join(f"{k}={v:g}" for k, v in point["params"].items()))
         _print_point(point)
+    timing = results.get("evaluation")
+    if timing:
+        print(
+            f"evaluation: {timing['env_steps']:,} environment steps in {timing['seconds']:.1f} s "
+            f"({timing['env_steps_per_s']:,.0f} steps/s)"
+        )
 
 
 def _print_point(record: dict) -> None:

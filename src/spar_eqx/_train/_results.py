@@ -52,6 +52,7 @@ class Evaluated(NamedTuple):
     returns: np.ndarray
     scores: np.ndarray | None
     reports: dict[str, np.ndarray]
+    env_steps: np.ndarray  # environment steps of all its episodes, per seed
 
 
 def evaluate_runs(
@@ -88,7 +89,8 @@ def evaluate_runs(
             returns = result.returns.reshape(k, episodes).mean(axis=1)
             scores = None if result.scores is None else result.scores.reshape(k, -1).mean(axis=1)
             reports = {n: v.reshape(k, episodes).mean(axis=1) for n, v in result.reports.items()}
-            row[name] = Evaluated(returns, scores, reports)
+            steps = result.lengths.reshape(k, episodes).sum(axis=1)
+            row[name] = Evaluated(returns, scores, reports, steps)
         out.append(row)
     return out
 

@@ -251,10 +251,14 @@ class Trainer:
         self, states, seed: int = 10_000, episodes: int | None = None
     ) -> tuple[dict[str, Any], list]:
         """Scores, returns and diagnostics of the final policies (per grid point with a sweep),
-        and the raw per-point evaluations."""
+        and the raw per-point evaluations. The record's `evaluation` says how long the
+        episodes took: `env_steps` (every policy's, this process) and `seconds`."""
         stage = len(self.algorithm.stages) - 1
         policies = self.policies(stage, states)
+        started = time.perf_counter()
         evaluated = self.evaluate(policies, seed, episodes)
+        seconds = time.perf_counter() - started
+        env_steps = int(sum(e.env_steps.sum() for row in evaluated for e in row.values()))
         diagnostics = self.diagnostics(states)
         rows = self._dataset_rows()
         t = self.dataset.transitions
@@ -264,7 +268,10 @@ class Trainer:
         records = [
             point_record(e, d, r) for e, d, r in zip(evaluated, diagnostics, support, strict=True)
         ]
-        return grid_record([params for params, _ in self.grid], records), evaluated
+        record = grid_record([params for params, _ in self.grid], records)
+        rate = env_steps / seconds
+        record["evaluation"] = {"env_steps": env_steps, "seconds": seconds, "env_steps_per_s": rate}
+        return record, evaluated
 
     # ---- main loop
 
@@ -305,7 +312,7 @@ class Trainer:
         )
         record, evaluated = self.final_record(states)
         for point, row in enumerate(evaluated):
-            for name, (returns, scores, _) in row.items():
+            for name, (returns, scores, *_) in row.items():
                 for i, seed in enumerate(self.seed_ids):
                     log.add_eval(
                         "final", name, total, self._label(point, seed), returns[i],
@@ -399,7 +406,7 @@ class Trainer:
     def _periodic_eval(self, stage: int, states, step: int, log: RunLog, *, periodic: bool):
         policies = self.policies(stage, states, periodic=periodic)
         for point, row in enumerate(self.evaluate(policies, seed=10_000)):
-            for name, (returns, scores, _) in row.items():
+            for name, (returns, scores, *_) in row.items():
                 for i, seed in enumerate(self.seed_ids):
                     log.add_eval(
                         self.algorithm.stages[stage], name, step, self._label(point, seed),
