@@ -1,17 +1,20 @@
-"""The main job on the embedded default dataset, for SPAR-MLP and SPAR-PROJ, and a results table.
+"""The README's main job, `spar-eqx train --budget quick`, for SPAR-MLP and SPAR-PROJ, timed.
 
-Runs `spar-eqx train` (the README's budget) once per variant, then prints a Markdown table of the
-per-seed D4RL normalised scores (mean +- std over seeds) of the BC anchor, SPAR and SPAR without
-its gate, beside the paper's Table 1 numbers for hopper-medium-replay and those of its peers.
+Runs the command once per variant on the embedded default dataset (each run's whole wall
+time is measured around the command: import, data, compile, training and evaluation), then
+prints a Markdown table of the per-seed D4RL normalised scores (mean +- std over seeds) of the
+BC anchor, SPAR and SPAR without its gate, the gate's acceptance (on dataset states and along
+SPAR's own episodes), the support-distance ratio, and the paper's Table 1 numbers for
+hopper-medium-replay beside them.
 
 Usage, from the repository root:
 
-    python benchmarks/main_job.py --out runs/bench            # both variants, 3 seeds
+    python benchmarks/main_job.py --out runs/bench --json benchmarks/results/main_job_cpu.json
     python benchmarks/main_job.py --out runs/bench --table    # only print the table again
 
 The paper's numbers are D4RL hopper-medium-replay-v2 (Hopper-v2, 1M + 1M steps); ours are the
-embedded Hopper-v5 medium-replay-style dataset with the README's much shorter budget, so the
-comparison is of trends (does SPAR improve on its own BC anchor?), not of absolute scores.
+embedded Hopper-v5 medium-replay-style dataset at the quick budget, so the comparison is of
+trends (does SPAR improve on its own BC anchor?), not of absolute scores.
 """
 
 import argparse
@@ -19,15 +22,13 @@ import json
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+from _record import write_record
 
-BUDGET = [
-    "--seeds", "3", "--stage1-steps", "8000", "--stage2-steps", "4000",
-    "--hidden", "128", "--residual-hidden", "128",
-    "--eval-episodes", "5", "--eval-every", "2000", "--checkpoint-every", "2000",
-]  # fmt: skip
+BUDGET = ["--budget", "quick"]
 VARIANTS = ("mlp", "proj")
 
 # Table 1 of the paper, hopper-medium-replay (normalised scores).
@@ -50,7 +51,34 @@ def run(out: Path) -> None:
             continue
         cmd = ["spar-eqx", "train", "--out", str(target), "--variant", variant, *BUDGET]
         print("$", " ".join(cmd), flush=True)
+        started = time.perf_counter()
         subprocess.run(cmd, check=True)
+        (target / "command_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+
+
+def rows(out: Path) -> list[dict]:
+    """One row per variant: its results.json's scores and diagnostics, and the timings."""
+    found = []
+    for variant in VARIANTS:
+        path = out / variant / "results.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            seconds = out / variant / "command_seconds.txt"
+            found.append({
+                "variant": variant,
+                "command": f"spar-eqx train --out {out / variant} --variant {variant} "
+                + " ".join(BUDGET),
+                "command_seconds": float(seconds.read_text()) if seconds.exists() else None,
+                "train_and_eval_seconds": r["wall_clock_seconds"],
+                "evaluation": r.get("evaluation"),
+                "scores": r["scores"],
+                "gate_acceptance_dataset": r["diagnostics"]["gate_acceptance"],
+                "gate_acceptance_episodes": r.get("episodes", {}).get("spar", {}).get(
+                    "gate_acceptance"
+                ),
+                "support_distance_ratio": r.get("support_distance_ratio"),
+            })  # fmt: skip
+    return found
 
 
 def _cell(values) -> str:
@@ -58,27 +86,37 @@ def _cell(values) -> str:
     return f"{values.mean():.1f} ± {values.std():.1f}"
 
 
-def table(out: Path) -> str:
+def table(found: list[dict]) -> str:
     lines = [
-        "| policy | score (ours) | per seed | wall clock |",
+        "| policy | score (ours) | per seed | whole command |",
         "| --- | --- | --- | --- |",
     ]
-    for variant in VARIANTS:
-        path = out / variant / "results.json"
-        if not path.exists():
-            continue
-        r = json.loads(path.read_text())
-        minutes = r["wall_clock_seconds"] / 60
+    for row in found:
+        v = row["variant"].upper()
+        seconds = row["command_seconds"] or row["train_and_eval_seconds"]
         for name, label in (("base", "BC anchor"), ("spar_no_gate", "no gate"), ("spar", "full")):
-            if name == "base" and variant != VARIANTS[0]:
+            if name == "base" and row is not found[0]:
                 label = "BC anchor (same seeds, same Stage I)"
-            scores = r["scores"][name]
+            scores = row["scores"][name]
             lines.append(
-                f"| SPAR-{variant.upper()}: {label} | {_cell(scores)} | "
-                f"{', '.join(f'{s:.1f}' for s in scores)} | {minutes:.1f} min |"
+                f"| SPAR-{v}: {label} | {_cell(scores)} | "
+                f"{', '.join(f'{s:.1f}' for s in scores)} | {seconds / 60:.1f} min |"
             )
-        acc = np.mean(r["diagnostics"]["gate_acceptance"])
-        lines.append(f"| SPAR-{variant.upper()}: gate acceptance | {acc:.3f} | | |")
+        episodes = row["gate_acceptance_episodes"]
+        along = f", {np.mean(episodes):.2f} along its episodes" if episodes else ""
+        accepted = np.mean(row["gate_acceptance_dataset"])
+        lines.append(f"| SPAR-{v}: gate acceptance | {accepted:.2f} on dataset states{along} | | |")
+        if row["support_distance_ratio"]:
+            ratios = ", ".join(
+                f"{k} {np.mean(x):.2f}" for k, x in row["support_distance_ratio"].items()
+            )
+            lines.append(f"| SPAR-{v}: support-distance ratio | {ratios} | | |")
+        if row["evaluation"]:
+            e = row["evaluation"]
+            lines.append(
+                f"| SPAR-{v}: final evaluation | {e['env_steps']:,} env steps in "
+                f"{e['seconds']:.0f} s ({e['env_steps_per_s']:,.0f}/s) | | |"
+            )
     lines += ["", "| paper, hopper-medium-replay-v2 | score |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in PAPER_HOPPER_MR.items()]
     lines += [
@@ -94,10 +132,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--table", action="store_true", help="only print the table")
+    parser.add_argument("--json", help="also write the rows, machine and versions here")
     args = parser.parse_args()
     if not args.table:
         run(args.out)
-    print(table(args.out))
+    found = rows(args.out)
+    print(table(found))
+    if args.json:
+        write_record(args.json, "benchmarks/main_job.py", found)
     return 0
 
 
