@@ -1,15 +1,31 @@
-"""`SPARPolicy.act` latency on one state, and the process's peak memory (Table 11's protocol).
+"""`SPARPolicy` latency on one state, and the process's peak memory (Table 11's protocol).
 
-For each variant (SPAR-MLP, SPAR-PROJ; gate on), a fresh process builds the deployed policy at
-the paper's sizes (10 critics, 256 units; the gate scores 10 candidates with 4 critics) on
-Hopper's shapes (11-d observations, 3-d actions), warms `act` up, then times `--calls` calls of
-`act(observation, key)` on one state each, waiting for each result. Latency does not depend on
-the weights' values, so the networks are freshly initialised. Peak memory is the process's
-maximum resident set size (`ru_maxrss`), which includes importing JAX and spar_eqx.
+For each variant (SPAR-MLP, SPAR-PROJ; gate on) and each path, a fresh process builds the
+deployed policy at the paper's sizes (10 critics, 256 units; the gate scores 10 candidates with
+4 critics) on Hopper's shapes (11-d observations, 3-d actions), warms the path up, then times
+`--calls` calls on one state each, waiting for each result. The paths:
+
+- `compiled`: `deployed.act(observation, key)` with `deployed = policy.compile(observation)`,
+  the control-loop path (partitioned and compiled once; the same actions as `act`, bit for bit);
+- `act`: `policy.act(observation, key)`, jitted with `eqx.filter_jit`, which flattens the policy
+  on every call.
+
+The policy is built the way a deployment loads a checkpoint: its structure from the learners'
+own `init` and `spar_policy` under `eqx.filter_eval_shape` (nothing of Stage I or II is run or
+compiled), its arrays filled from NumPy (latency does not depend on the weights' values), the
+observation normaliser the identity. The keys are drawn before timing, so a call times the path
+alone, not an eager `keys[i]` (about 0.06 ms on a loaded 2-core CPU). Peak memory is the process's
+maximum resident set size (`ru_maxrss`), importing JAX and spar_eqx included (`import_mb`).
+
+`--compilation-cache DIR` turns on JAX's persistent compilation cache in `DIR`: from the second
+run on, each process loads its executable instead of compiling it, as a controller restarted on
+the same machine would (compiling costs about 50-90 MB of peak memory on a CPU, loading little).
 
 Usage (from the repository root):
 
     python benchmarks/latency.py --json benchmarks/results/latency_cpu.json
+    python benchmarks/latency.py --variants proj --paths compiled --calls 3000
+    python benchmarks/latency.py --compilation-cache /tmp/spar-jax-cache  # twice: warm cache
 """
 
 import argparse
@@ -22,11 +38,17 @@ import time
 from _record import write_record
 
 OBS, ACT = 11, 3
+PATHS = ("compiled", "act")
 
 
-def measure(variant: str, calls: int, warmup: int) -> dict:
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_policy(variant: str):
+    """The deployed `SPARPolicy` of `ALGORITHMS["spar"]` for `variant`, as from a checkpoint."""
+    import equinox as eqx
     import jax
-    import jax.numpy as jnp
     import jax.random as jr
     import numpy as np
 
@@ -37,49 +59,95 @@ def measure(variant: str, calls: int, warmup: int) -> dict:
     algo = ALGORITHMS["spar"]
     config = replace(algo.config(), {"residual.variant": variant})
     anchor, rectifier = algo.build(config, OBS, ACT)
-    key_a, key_r = jr.split(jr.key(0))
-    stage1 = anchor.init(key_a)
-    stage2 = rectifier.init(key_r, stage1)
-    identity = ObservationNormalizer(jnp.zeros(OBS, jnp.float32), jnp.ones(OBS, jnp.float32))
-    policy = rectifier.spar_policy(stage2, identity)
-    observation = jnp.ones((OBS,), jnp.float32)
-    keys = jr.split(jr.key(1), warmup + calls)
-    for i in range(warmup):
-        jax.block_until_ready(policy.act(observation, keys[i]))
+
+    def deployed(key_a, key_r):
+        stage2 = rectifier.init(key_r, anchor.init(key_a))
+        return rectifier.spar_policy(stage2, ObservationNormalizer.identity(OBS))
+
+    key = jr.wrap_key_data(np.zeros(2, np.uint32))
+    skeleton = eqx.filter_eval_shape(deployed, key, key)
+    rng = np.random.default_rng(0)
+
+    def fill(x):  # uniform in +-1/sqrt(fan-in), the scale of Equinox's default initialisation
+        if not isinstance(x, jax.ShapeDtypeStruct):
+            return x
+        bound = 1.0 / np.sqrt(x.shape[-1]) if x.shape else 1.0
+        return jax.device_put(rng.uniform(-bound, bound, x.shape).astype(x.dtype))
+
+    policy = jax.tree_util.tree_map(fill, skeleton)
+    zeros, ones = np.zeros(OBS, np.float32), np.ones(OBS, np.float32)
+    identity = ObservationNormalizer(jax.device_put(zeros), jax.device_put(ones))
+    return eqx.tree_at(lambda p: p.normalizer, policy, identity)
+
+
+def measure(variant: str, path: str, calls: int, warmup: int, cache: str | None = None) -> dict:
+    import jax
+    import jax.random as jr
+    import numpy as np
+
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+    import spar_eqx  # noqa: F401  (what importing the library costs, before anything runs)
+
+    import_mb = _peak_mb()
+    policy = build_policy(variant)
+    observation = jax.device_put(np.ones(OBS, np.float32))
+    key_data = np.random.default_rng(1).integers(0, 2**32, (warmup + calls, 2), dtype=np.uint32)
+    keys = [jr.wrap_key_data(k) for k in key_data]
+    if path == "compiled":
+        act = policy.compile(observation).act
+    else:
+        act = policy.act
+    for key in keys[:warmup]:
+        jax.block_until_ready(act(observation, key))
     times = np.empty(calls)
-    for i in range(calls):
+    for i, key in enumerate(keys[warmup:]):
         started = time.perf_counter()
-        jax.block_until_ready(policy.act(observation, keys[warmup + i]))
+        jax.block_until_ready(act(observation, key))
         times[i] = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "variant": variant,
+        "path": path,
         "median_ms": float(np.median(times) * 1e3),
         "p99_ms": float(np.percentile(times, 99) * 1e3),
-        "peak_mb": float(peak_mb),
+        "peak_mb": float(_peak_mb()),
+        "import_mb": float(import_mb),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["mlp", "proj"])
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--calls", type=int, default=1500)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--json", help="also write the rows, machine and versions here")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure in this process
+    parser.add_argument("--compilation-cache", metavar="DIR", help="JAX's persistent cache")
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # internal: VARIANT PATH here
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one, args.calls, args.warmup)))
+        row = measure(*args.one, args.calls, args.warmup, args.compilation_cache)
+        print(json.dumps(row))
         return 0
     rows = []
-    print(f"{'variant':<8}{'median ms':>11}{'p99 ms':>9}{'peak MB':>9}")
+    print(
+        f"{'variant':<8}{'path':<10}{'median ms':>11}{'p99 ms':>9}{'peak MB':>9}{'import MB':>11}"
+    )
     for variant in args.variants:
-        cmd = [sys.executable, __file__, "--one", variant, "--calls", str(args.calls)]
-        cmd += ["--warmup", str(args.warmup)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        row = json.loads(out.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{variant:<8}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}{row['peak_mb']:>9.0f}")
+        for path in args.paths:
+            cmd = [sys.executable, __file__, "--one", variant, path, "--calls", str(args.calls)]
+            cmd += ["--warmup", str(args.warmup)]
+            if args.compilation_cache:
+                cmd += ["--compilation-cache", args.compilation_cache]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            rows.append(row)
+            print(
+                f"{variant:<8}{path:<10}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}"
+                f"{row['peak_mb']:>9.0f}{row['import_mb']:>11.0f}"
+            )
     if args.json:
         write_record(args.json, "benchmarks/latency.py", rows)
     return 0

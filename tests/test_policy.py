@@ -17,6 +17,7 @@ import pytest
 from spar_eqx import (
     BasePolicy,
     CriticEnsemble,
+    DeployedPolicy,
     DeterministicPolicy,
     GateConfig,
     LatentPolicy,
@@ -242,3 +243,45 @@ def test_the_report_is_the_gate_decision_behind_the_same_actions(residual):
     np.testing.assert_array_equal(report["gate_acceptance"], np.asarray(accepted, np.float32))
     assert np.all(accepted) if residual[0] > 0 else not np.any(accepted)
     np.testing.assert_array_equal(actions, eqx.filter_jit(policy)(obs, jr.key(0)))
+
+
+@pytest.mark.parametrize("use_gate", [True, False])
+@pytest.mark.parametrize("variant", ["mlp", "proj", "plas"])
+def test_the_compiled_act_is_act_bit_for_bit(variant, use_gate):
+    """`SPARPolicy.compile` (the control-loop path) gives `act`'s actions exactly, for every
+    variant, with and without the gate, for typed and legacy keys and NumPy observations."""
+    policy = _policy(_RESIDUALS[variant]())
+    obs = _observations(3)
+    deployed = policy.compile(obs[0], use_gate=use_gate)
+    assert isinstance(deployed, DeployedPolicy)
+    assert deployed.policy is policy and deployed.use_gate is use_gate
+    for i, key in enumerate(jr.split(jr.key(1), N)):
+        expected = np.asarray(policy.act(obs[i], key, use_gate))
+        assert np.asarray(deployed.act(obs[i], key)).tobytes() == expected.tobytes()
+    # What an environment hands over: a float64 NumPy array, cast like `act` casts it.
+    raw = np.asarray(obs[1], np.float64)
+    expected = np.asarray(policy.act(raw, jr.key(2), use_gate))
+    assert np.asarray(deployed.act(raw, jr.key(2))).tobytes() == expected.tobytes()
+    legacy = policy.compile(obs[0], jr.PRNGKey(0), use_gate)
+    expected = np.asarray(policy.act(obs[2], jr.PRNGKey(4), use_gate))
+    assert np.asarray(legacy.act(obs[2], jr.PRNGKey(4))).tobytes() == expected.tobytes()
+
+
+def test_the_compiled_act_never_traces_or_compiles_again():
+    policy = _policy(_identity_cvae())
+    obs = _observations(4)
+    deployed = policy.compile(obs[0])
+    rows, keys = list(obs), list(jr.split(jr.key(5), N))  # eager slicing compiles: do it here
+    events = []
+    listener = lambda event, duration, **kwargs: events.append(event)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.block_until_ready([deployed.act(o, k) for o, k in zip(rows, keys, strict=True)])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert not [e for e in events if "trace" in e or "compile" in e], events
+    # Another shape, or another key type, is refused rather than compiled anew.
+    with pytest.raises(TypeError):
+        deployed.act(obs[:2], jr.key(0))
+    with pytest.raises(TypeError):
+        deployed.act(obs[0], jr.PRNGKey(0))

@@ -61,6 +61,7 @@ from ._networks import (
 )
 from ._policy import (
     BasePolicy as BasePolicy,
+    DeployedPolicy as DeployedPolicy,
     NoGatePolicy as NoGatePolicy,
     PLASResidual as PLASResidual,
     SPARPolicy as SPARPolicy,

@@ -15,7 +15,6 @@ inside an episode. Where that is unknown, the row is handled as follows:
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from .._scores import reference_scores
@@ -48,8 +47,14 @@ def _python(value: Any) -> Any:
     return value
 
 
-def _file_metadata(file: h5py.File) -> dict[str, Any]:
-    """File attributes and the scalar entries of a `metadata` group (D4RL stores some there)."""
+def _file_metadata(file: Any) -> dict[str, Any]:
+    """File attributes and the scalar entries of a `metadata` group (D4RL stores some there).
+
+    `file` is an open `h5py.File` (h5py is imported where a file is read, not at `import
+    spar_eqx`, where it would cost ~11 MB).
+    """
+    import h5py
+
     metadata = {str(key): _python(value) for key, value in file.attrs.items()}
     group = file.get("metadata")
     if isinstance(group, h5py.Group):
@@ -94,6 +99,8 @@ def load_d4rl_file(
     action_bounds=None,
 ) -> OfflineDataset:
     """Load and validate a D4RL-format HDF5 file; `source` names it in error messages."""
+    import h5py
+
     try:
         with h5py.File(path, "r") as file:
             present = sorted(file.keys())

@@ -4,7 +4,6 @@ import os
 import warnings
 from pathlib import Path
 
-import h5py
 from jaxtyping import ArrayLike
 
 from ._d4rl import load_d4rl_file
@@ -150,6 +149,8 @@ def load_dataset(
             data_dir, source=str(path), env_id=env_id, action_bounds=action_bounds
         )
     if path.is_file():
+        import h5py  # here, not at module level: it costs ~11 MB at `import spar_eqx`
+
         if path.suffix.lower() in _HDF5_SUFFIXES or h5py.is_hdf5(path):
             return load_d4rl_file(
                 path, source=str(path), env_id=env_id, action_bounds=action_bounds
