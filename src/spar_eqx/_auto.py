@@ -14,8 +14,6 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float
 
-from .diagnostics import recommend_variant
-
 # Dataset rows the anchors are diagnosed on (an even spread over the dataset).
 _ROWS = 20_000
 
@@ -52,6 +50,9 @@ def choose_variant(
     where each of this process's runs has its `TopologyReport.to_dict()`. Every process
     reaches the same `variant`.
     """
+    # Imported here: scikit-learn costs ~90 MB, which `import spar_eqx` should not pay.
+    from .diagnostics import recommend_variant
+
     residuals = anchor_residuals(policies, observations, actions)
     act = np.asarray(actions, np.float64)[_rows(observations.shape[0])]
     reports = [recommend_variant(r, act, seed=0) for r in residuals]

@@ -11,7 +11,6 @@ from jaxtyping import Array, Float
 
 from .._evaluation import ReportingPolicy, evaluate
 from .._scores import ReferenceScores
-from ..diagnostics import support_distance_ratio
 from ._chunk import take_runs
 
 
@@ -119,6 +118,9 @@ def support_ratios(
     (`spar_eqx.diagnostics.support_distance_ratio`): about 1 for a policy that stays in the
     data's action support, well above 1 for one that leaves it.
     """
+    # Imported here: scikit-learn costs ~90 MB, which `import spar_eqx` should not pay.
+    from ..diagnostics import support_distance_ratio
+
     key = jr.key(54321)
     out: list[dict[str, np.ndarray]] = [{} for _ in range(points)]
     for name, policy in policies.items():

@@ -147,11 +147,16 @@ class Trainer:
         return init_states(self.learners[stage], keys, previous)
 
     def skeleton(self, stage: int):
-        """States of the right structure for `stage` (to deserialise a checkpoint into)."""
-        states = self.init_stage(0)
-        for s in range(1, stage + 1):
-            states = self.init_stage(s, states)
-        return states
+        """The structure, shapes and dtypes of `stage`'s states (to deserialise a checkpoint
+        into), traced abstractly: no initialiser runs and no array is allocated."""
+
+        def build():
+            states = self.init_stage(0)
+            for s in range(1, stage + 1):
+                states = self.init_stage(s, states)
+            return states
+
+        return eqx.filter_eval_shape(build)
 
     def _chunk_keys(self, step_index: int, step: int):
         return jax.vmap(lambda k: jr.fold_in(jr.fold_in(k, 100 + step_index), step))(self.run_keys)
