@@ -110,14 +110,19 @@ def plot_learning_curves(log: RunLog, path, title: str = "") -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     flat = list(axes.flat)
     for ax, key in zip(flat, keys, strict=False):
+        shown = []
         for phase in sorted({r["phase"] for r in log.losses if key in r}):
             rows_ = [r for r in log.losses if r["phase"] == phase and key in r]
             steps = sorted({r["step"] for r in rows_})
             means = [np.mean([r[key] for r in rows_ if r["step"] == s]) for s in steps]
             ax.plot(steps, means, label=phase)
+            shown += means
         ax.set_title(key)
         ax.set_xlabel("update step")
-        if "loss" in key:
+        magnitudes = np.abs(np.asarray(shown, np.float64))
+        magnitudes = magnitudes[magnitudes > 0]
+        if "loss" in key and magnitudes.size and magnitudes.max() > 30 * magnitudes.min():
+            # A log scale only for losses spanning decades: within one, it shows no labels.
             ax.set_yscale("symlog", linthresh=1e-3)
         ax.legend(fontsize="x-small")
     ax_eval = flat[len(keys)]
