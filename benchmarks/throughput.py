@@ -52,7 +52,7 @@ def synthetic_data(key) -> TrainingBatch:
 
 
 def _learner_and_states(name: str, seeds: int):
-    """`(stacked learner, states, phase index, stage steps, batch size)` for a row name."""
+    """`(stacked learner, states, batch size)` for a row name."""
     if name in ("stage1", "mlp", "proj", "plas"):
         algo = ALGORITHMS["spar"]
         config = algo.config()

@@ -93,17 +93,19 @@ class ResidualConfig(eqx.Module):
     (see `GateConfig`) the last `gate_critics`. The paper uses 4 of 10 for each
     but does not say which.
 
-    **Fields** (flag, default, source):
+    **Fields** (flag, default, source; the API reference's table of this class is generated from
+    the fields themselves):
 
-    - `variant` (`--variant`, `"mlp"`): Stage II residual, Table 8
+    - `variant` (`--variant`, `"mlp"`): Stage II residual, Table 8; `"auto"` lets the trainer
+      diagnose Stage I's anchors and choose `"mlp"` or `"proj"` (`spar_eqx.diagnostics`)
     - `lambda_u` (`--lambda-u`, 0.5), `lambda_g` (`--lambda-g`, 0.5), `temperature`
       (`--temperature`, 1.0), `sensitivity` (`--weighting`, `"exp"`), `filtering`
       (`--filter`, `"hard"`): Table 8
     - `max_weight` (`--max-weight`, 100): the cap on exponential weights (as in IQL)
-    - `data_critics`, `guide_critics` (`--data-critics`, `--guide-critics`, 4 each), C.1.3
+    - `data_critics`, `guide_critics` (`--data-critics`, `--guide-critics`, 4 each), Table 7
     - `learning_rate` (`--residual-lr`, 3e-4), `grad_clip` (1.0, set by `--grad-clip`), Table 7
     - `width` (`--residual-hidden`, 256), `mlp_depth` (`--residual-layers`, 2),
-      `cvae_depth` (`--cvae-layers`, 3), `latent_dim` (`--latent-dim`, 16), C.1.3
+      `cvae_depth` (`--cvae-layers`, 3), `latent_dim` (`--latent-dim`, 16), Table 7
     - `kl_weight` (`--kl-weight`, 0.5), `recon_weight` (`--recon-weight`, 1.0), eq. 8
     - `num_candidates` (`--candidates`, 64), `projection_period` (`--projection-period`, 10),
       `target_tau` (`--target-tau`, 0.005): Alg. 4
@@ -214,7 +216,7 @@ class GateConfig(eqx.Module):
     - `num_candidates` (`--gate-candidates`, 10): candidates K, C.1.4
     - `eta_abs` (`--eta-abs`, 1e-4), `eta_rel` (`--eta-rel`, 0.01), `eps` (`--gate-eps`, 1e-6):
       eq. 12
-    - `gate_critics` (`--gate-critics`, 4): the last members of the ensemble, C.1.4
+    - `gate_critics` (`--gate-critics`, 4): the last members of the ensemble, Table 7
     - `lambda_u` (0.5, set by `--lambda-u` together with Stage II's): Table 8
     """
 
