@@ -161,6 +161,17 @@ def test_every_algorithm_float_is_a_leaf_and_every_field_has_a_flag(name):
     assert leaves and all(isinstance(x, float | int) or eqx.is_array(x) for x in leaves)
 
 
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_every_algorithm_field_names_its_paper_source(name):
+    # The API reference's "Source" column reads `hyper(paper=...)`; nested configs included.
+    fields = list(hyperparameters(ALGORITHMS[name].config))
+    assert fields
+    for h in fields:
+        assert isinstance(h.paper, str) and h.paper.strip(), h.path
+        if h.paper_value is not None:
+            assert h.paper_value == h.default, h.path
+
+
 def test_help_lists_each_algorithms_flags_and_refuses_foreign_ones(capsys, tmp_path):
     for name in ALGORITHMS:
         with pytest.raises(SystemExit) as info:

@@ -54,20 +54,53 @@ class AnchorConfig(eqx.Module):
     base_policy: Literal["deterministic", "gaussian"] = hyper(
         "deterministic", "--base-policy", "BC anchor: 'deterministic' or 'gaussian'",
         static=True, choices=("deterministic", "gaussian"),
+        paper="C.1.2, *Policy type*: deterministic on MuJoCo, Gaussian on Adroit and AntMaze "
+              "(`--preset`)",
     )  # fmt: skip
-    num_critics: int = hyper(10, "--critics", "critic ensemble size M", static=True)
-    width: int = hyper(256, "--hidden", "hidden width of policy, critics and V", static=True)
-    depth: int = hyper(2, "--layers", "hidden layers of policy, critics and V", static=True)
-    learning_rate: Scalar = hyper(3e-4, "--lr", "Stage I Adam learning rate")
-    grad_clip: Scalar = hyper(1.0, "--grad-clip", "global-norm gradient clip, both stages")
-    gamma: Scalar = hyper(0.99, "--gamma", "discount")
-    expectile: Scalar = hyper(0.5, "--expectile", "expectile tau of V (0.9 on AntMaze)")
-    critic_expectile: Scalar = hyper(0.5, "--critic-expectile", "expectile of the critic loss")
+    num_critics: int = hyper(
+        10, "--critics", "critic ensemble size M", static=True,
+        paper="Table 7, *Total critics*", paper_value=10,
+    )  # fmt: skip
+    width: int = hyper(
+        256, "--hidden", "hidden width of policy, critics and V", static=True,
+        paper="Table 7, *Hidden dimension (MLP/CVAE)*", paper_value=256,
+    )  # fmt: skip
+    depth: int = hyper(
+        2, "--layers", "hidden layers of policy, critics and V", static=True,
+        paper="not given for the anchor and critics (Table 7 gives two hidden layers for the MLP "
+              "residual and the latent policy)",
+    )  # fmt: skip
+    learning_rate: Scalar = hyper(
+        3e-4, "--lr", "Stage I Adam learning rate",
+        paper="C.1.2, *Learning rates*: all networks", paper_value=3e-4,
+    )  # fmt: skip
+    grad_clip: Scalar = hyper(
+        1.0, "--grad-clip", "global-norm gradient clip, both stages",
+        paper="Table 7, *Gradient clipping* (global norm)", paper_value=1.0,
+    )  # fmt: skip
+    gamma: Scalar = hyper(
+        0.99, "--gamma", "discount",
+        paper=r"Table 7, *Discount factor* $\gamma$", paper_value=0.99,
+    )  # fmt: skip
+    expectile: Scalar = hyper(
+        0.5, "--expectile", "expectile tau of V (0.9 on AntMaze)",
+        paper=r"Table 8, Stage I $\tau$; Section 3.1, C.1.2 (0.9 on AntMaze, `--preset`)",
+        paper_value=0.5,
+    )  # fmt: skip
+    critic_expectile: Scalar = hyper(
+        0.5, "--critic-expectile", "expectile of the critic loss",
+        paper=r"Algorithm 1 line 7, $\rho_\tau$ with $\tau = 0.5$", paper_value=0.5,
+    )  # fmt: skip
     q_target: Literal["value", "policy"] = hyper(
         "value", "--q-target", "critic bootstrap: 'value' (IQL) or 'policy' (Alg. 1)",
         static=True, choices=("value", "policy"),
+        paper="Section 3.1 (in-sample, `value`) or Algorithm 1 line 6 (`policy`): "
+              "the paper gives both",
     )  # fmt: skip
-    polyak: Scalar = hyper(0.005, "--polyak", "target-critic Polyak rate")
+    polyak: Scalar = hyper(
+        0.005, "--polyak", "target-critic Polyak rate",
+        paper=r"C.1.2, $\tau_\text{polyak}$", paper_value=0.005,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_choice("base_policy", self.base_policy, ("deterministic", "gaussian"))
@@ -127,50 +160,110 @@ class ResidualConfig(eqx.Module):
         "Stage II residual: mlp, proj, plas, or auto (chosen by diagnosing the anchor)",
         static=True,
         choices=VARIANTS,
+        paper="Table 8, *Arch*: MLP on MuJoCo medium-replay, PROJ elsewhere (`--preset`)",
     )
-    lambda_u: Scalar = hyper(0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III")
-    lambda_g: Scalar = hyper(0.5, "--lambda-g", "guidance weight lambda_g")
-    temperature: Scalar = hyper(1.0, "--temperature", "weight temperature T")
+    lambda_u: Scalar = hyper(
+        0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III",
+        paper=r"Table 8, $\lambda_u$: 0.5, 2 on Hopper medium-expert (Table 7: task-dependent)",
+        paper_value=0.5,
+    )  # fmt: skip
+    lambda_g: Scalar = hyper(
+        0.5, "--lambda-g", "guidance weight lambda_g",
+        paper=r"Table 8, $\lambda_g$: 0.5 or 2.0 by task (`--preset`)",
+    )  # fmt: skip
+    temperature: Scalar = hyper(
+        1.0, "--temperature", "weight temperature T",
+        paper="Table 8, *T*: 1.0 on MuJoCo medium-replay, 0.3 elsewhere (`--preset`)",
+    )  # fmt: skip
     sensitivity: Literal["exp", "uniform"] = hyper(
-        "exp", "--weighting", "'exp' or 'uniform' weights", static=True, choices=SENSITIVITIES
-    )
+        "exp", "--weighting", "'exp' or 'uniform' weights", static=True, choices=SENSITIVITIES,
+        paper="Section 3.2.2, *Sensitivity*; Algorithm 2 line 6 (exponential)", paper_value="exp",
+    )  # fmt: skip
     filtering: Literal["hard", "soft"] = hyper(
-        "hard", "--filter", "'hard' or 'soft' filtering", static=True, choices=FILTERINGS
-    )
-    max_weight: Scalar = hyper(100.0, "--max-weight", "cap on exp weights")
-    data_critics: int = hyper(4, "--data-critics", "critics for the data weights", static=True)
-    guide_critics: int = hyper(4, "--guide-critics", "critics for the guidance", static=True)
-    learning_rate: Scalar = hyper(3e-4, "--residual-lr", "Stage II Adam learning rate")
-    grad_clip: Scalar = hyper(1.0, "--grad-clip", "global-norm gradient clip, both stages")
-    width: int = hyper(256, "--residual-hidden", "hidden width of residual models", static=True)
+        "hard", "--filter", "'hard' or 'soft' filtering", static=True, choices=FILTERINGS,
+        paper="Table 8, *Filter*: hard on MuJoCo, soft on Adroit and AntMaze (`--preset`)",
+    )  # fmt: skip
+    max_weight: Scalar = hyper(
+        100.0, "--max-weight", "cap on exp weights",
+        paper="not in the paper (the cap of IQL and AWR)",
+    )  # fmt: skip
+    data_critics: int = hyper(
+        4, "--data-critics", "critics for the data weights", static=True,
+        paper=r"Table 7, *Data critics subset* $M_\text{data}$", paper_value=4,
+    )  # fmt: skip
+    guide_critics: int = hyper(
+        4, "--guide-critics", "critics for the guidance", static=True,
+        paper=r"Table 7, *Guide critics subset* $M_\text{guide}$", paper_value=4,
+    )  # fmt: skip
+    learning_rate: Scalar = hyper(
+        3e-4, "--residual-lr", "Stage II Adam learning rate",
+        paper="C.1.2, *Learning rates*: all networks", paper_value=3e-4,
+    )  # fmt: skip
+    grad_clip: Scalar = hyper(
+        1.0, "--grad-clip", "global-norm gradient clip, both stages",
+        paper="Table 7, *Gradient clipping* (global norm)", paper_value=1.0,
+    )  # fmt: skip
+    width: int = hyper(
+        256, "--residual-hidden", "hidden width of residual models", static=True,
+        paper="Table 7, *Hidden dimension (MLP/CVAE)*", paper_value=256,
+    )  # fmt: skip
     mlp_depth: int = hyper(
-        2, "--residual-layers", "hidden layers of SPAR-MLP's residual", static=True
-    )  # noqa: E501
-    cvae_depth: int = hyper(3, "--cvae-layers", "hidden layers of encoder and decoder", static=True)
-    latent_dim: int = hyper(16, "--latent-dim", "CVAE latent dimension", static=True)
-    kl_weight: Scalar = hyper(0.5, "--kl-weight", "CVAE KL weight beta")
-    recon_weight: Scalar = hyper(1.0, "--recon-weight", "CVAE reconstruction weight")
-    num_candidates: int = hyper(64, "--candidates", "SPAR-PROJ latent candidates K", static=True)
+        2, "--residual-layers", "hidden layers of SPAR-MLP's residual", static=True,
+        paper="Table 7, *MLP residual hidden dims* (256, 256)", paper_value=2,
+    )  # fmt: skip
+    cvae_depth: int = hyper(
+        3, "--cvae-layers", "hidden layers of encoder and decoder", static=True,
+        paper="Table 7, *Number of hidden layers* (encoder/decoder)", paper_value=3,
+    )  # fmt: skip
+    latent_dim: int = hyper(
+        16, "--latent-dim", "CVAE latent dimension", static=True,
+        paper="Table 7, *CVAE latent dimension* $d_z$", paper_value=16,
+    )  # fmt: skip
+    kl_weight: Scalar = hyper(
+        0.5, "--kl-weight", "CVAE KL weight beta",
+        paper=r"Table 7, *CVAE KL weight* $\beta_\text{KL}$; eq. (8)", paper_value=0.5,
+    )  # fmt: skip
+    recon_weight: Scalar = hyper(
+        1.0, "--recon-weight", "CVAE reconstruction weight",
+        paper="Table 7, *CVAE reconstruction weight*", paper_value=1.0,
+    )  # fmt: skip
+    num_candidates: int = hyper(
+        64, "--candidates", "SPAR-PROJ latent candidates K", static=True,
+        paper="C.1.3, *Candidate samples* $K$; Algorithm 4", paper_value=64,
+    )  # fmt: skip
     projection_period: int = hyper(
-        10, "--projection-period", "steps between projections", static=True
-    )
-    target_tau: Scalar = hyper(0.005, "--target-tau", "EMA rate of the target CVAE")
+        10, "--projection-period", "steps between projections", static=True,
+        paper="C.1.3, *Projection period*", paper_value=10,
+    )  # fmt: skip
+    target_tau: Scalar = hyper(
+        0.005, "--target-tau", "EMA rate of the target CVAE",
+        paper=r"C.1.3, *Target network EMA* $\tau_\text{target}$", paper_value=0.005,
+    )  # fmt: skip
     self_imitation: Literal["literal", "convex"] = hyper(
         "literal", "--self-imitation",
         "latent self-imitation target: 'literal' (eq. 10, per latent) or 'convex' (Prop. 3.3(i))",
         static=True, choices=SELF_IMITATION,
+        paper="eq. (10) read literally (`literal`) or Proposition 3.3(i) (`convex`); the paper "
+              "does not say which its code does",
     )  # fmt: skip
     latent_policy_depth: int = hyper(
-        2, "--latent-layers", "SPAR-PLAS latent policy layers", static=True
-    )
-    max_latent: float = hyper(2.0, "--max-latent", "SPAR-PLAS latent bound", static=True)
+        2, "--latent-layers", "SPAR-PLAS latent policy layers", static=True,
+        paper="Table 7, *Latent policy hidden dims* (256, 256)", paper_value=2,
+    )  # fmt: skip
+    max_latent: float = hyper(
+        2.0, "--max-latent", "SPAR-PLAS latent bound", static=True,
+        paper="not in the paper (Algorithm 3 leaves the bound open)",
+    )  # fmt: skip
     plas_vae_fraction: float = hyper(
-        0.5, "--plas-vae-fraction", "SPAR-PLAS share of Stage II for the CVAE", static=True
-    )
+        0.5, "--plas-vae-fraction", "SPAR-PLAS share of Stage II for the CVAE", static=True,
+        paper="not in the paper (Algorithm 3 does not split Stage II's budget)",
+    )  # fmt: skip
     log_conflict: bool = hyper(
         False, "--log-conflict",
         "log the gradient-conflict metrics DD and VSD of each guidance step (Section 4.3)",
         static=True,
+        paper="Section 4.3 (Table 3): a measurement, off by default; "
+              "not a hyperparameter of the paper",
     )  # fmt: skip
 
     def __check_init__(self):
@@ -220,12 +313,30 @@ class GateConfig(eqx.Module):
     - `lambda_u` (0.5, set by `--lambda-u` together with Stage II's): Table 8
     """
 
-    num_candidates: int = hyper(10, "--gate-candidates", "Stage III candidates K", static=True)
-    eta_abs: Scalar = hyper(1e-4, "--eta-abs", "gate absolute threshold")
-    eta_rel: Scalar = hyper(0.01, "--eta-rel", "gate relative threshold")
-    eps: Scalar = hyper(1e-6, "--gate-eps", "epsilon of the relative threshold")
-    gate_critics: int = hyper(4, "--gate-critics", "critics for the gate", static=True)
-    lambda_u: Scalar = hyper(0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III")
+    num_candidates: int = hyper(
+        10, "--gate-candidates", "Stage III candidates K", static=True,
+        paper="C.1.4, *Candidate sampling* $K$", paper_value=10,
+    )  # fmt: skip
+    eta_abs: Scalar = hyper(
+        1e-4, "--eta-abs", "gate absolute threshold",
+        paper=r"C.1.4, $\eta_\text{abs}$; eq. (12), Algorithm 5", paper_value=1e-4,
+    )  # fmt: skip
+    eta_rel: Scalar = hyper(
+        0.01, "--eta-rel", "gate relative threshold",
+        paper=r"Table 8, $\eta$ (every task); C.1.4, $\eta_\text{rel}$", paper_value=0.01,
+    )  # fmt: skip
+    eps: Scalar = hyper(
+        1e-6, "--gate-eps", "epsilon of the relative threshold",
+        paper=r"eq. (12), $\epsilon$ (its value is not given)",
+    )  # fmt: skip
+    gate_critics: int = hyper(
+        4, "--gate-critics", "critics for the gate", static=True,
+        paper=r"Table 7, *Rectification critics* $M_\text{rect}$", paper_value=4,
+    )  # fmt: skip
+    lambda_u: Scalar = hyper(
+        0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III",
+        paper=r"Table 8, $\lambda_u$: 0.5, 2 on Hopper medium-expert", paper_value=0.5,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_count(num_candidates=self.num_candidates, gate_critics=self.gate_critics)
@@ -265,7 +376,10 @@ class SPARConfig(eqx.Module):
     anchor: AnchorConfig = AnchorConfig()
     residual: ResidualConfig = ResidualConfig()
     gate: GateConfig = GateConfig()
-    batch_size: int = hyper(256, "--batch-size", "transitions per update", static=True)
+    batch_size: int = hyper(
+        256, "--batch-size", "transitions per update", static=True,
+        paper="Table 7, *Batch size*", paper_value=256,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_count(batch_size=self.batch_size)

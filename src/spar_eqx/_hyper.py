@@ -3,8 +3,9 @@
 A config is an `eqx.Module` whose fields are declared with `hyper(...)`. Float fields
 are leaves (the trainer makes them arrays, and a sweep stacks them along a grid axis);
 fields that decide shapes or control flow are `static=True`. Each field carries the
-command-line flag that sets it and a one-line help with the source of its default, so
-the CLI, `--help` and `--sweep` are generated from the configs, never listed twice.
+command-line flag that sets it, a one-line help, and the paper source of its default, so
+the CLI, `--help`, `--sweep` and the API reference's tables are generated from the configs,
+never listed twice.
 """
 
 import dataclasses
@@ -28,13 +29,36 @@ def hyper(
     static: bool = False,
     choices: tuple | None = None,
     kind: type | None = None,
+    paper: str | None = None,
+    paper_value: Any = None,
 ):
     """A config field with its default, its CLI `flag` (None: not on the command line) and help.
 
-    `kind` is the type the command line parses (default: the default's type; give it
-    when the default is None).
+    **Arguments:**
+
+    - `default`: the field's default value.
+    - `flag`: the `spar-eqx train` flag that sets it, or None when it is not on the command line.
+    - `help`: one line for `--help` and the API table.
+    - `static`: whether the field decides shapes or control flow (then it is no leaf, and a
+      sweep cannot grid it).
+    - `choices`: the values the field accepts, when they are few.
+    - `kind`: the type the command line parses (default: the default's type; give it when the
+      default is None).
+    - `paper`: where the default comes from (a table, section or equation of the paper, or the
+      reference code), in Markdown; the API reference shows it, and the strict docs build fails
+      on a config field without it.
+    - `paper_value`: the value the source gives, when it gives one number or mode; the strict
+      docs build fails when `default` differs from it. None: the source gives no single value
+      (it varies by task, or the paper is silent).
     """
-    metadata = {"flag": flag, "help": help, "choices": choices, "kind": kind}
+    metadata = {
+        "flag": flag,
+        "help": help,
+        "choices": choices,
+        "kind": kind,
+        "paper": paper,
+        "paper_value": paper_value,
+    }
     return eqx.field(default=default, static=static, metadata=metadata)
 
 
@@ -49,6 +73,8 @@ class Hyperparameter:
     static: bool
     kind: type
     choices: tuple | None
+    paper: str | None = None  # where the default comes from
+    paper_value: Any = None  # the source's value, when it gives one
 
 
 def _kind(field: dataclasses.Field) -> type:
@@ -75,6 +101,8 @@ def hyperparameters(config_cls: type, prefix: str = "") -> Iterator[Hyperparamet
             static=bool(meta.get("static", False)),
             kind=_kind(field),
             choices=meta.get("choices"),
+            paper=meta.get("paper"),
+            paper_value=meta.get("paper_value"),
         )
 
 

@@ -31,13 +31,26 @@ class BCConfig(eqx.Module):
     - `batch_size` (`--batch-size`, 256): TD3+BC / IQL
     """
 
-    width: int = hyper(256, "--hidden", "hidden width of the BC policy", static=True)
-    depth: int = hyper(2, "--layers", "hidden layers of the BC policy", static=True)
-    learning_rate: Scalar = hyper(3e-4, "--lr", "BC Adam learning rate")
+    width: int = hyper(
+        256, "--hidden", "hidden width of the BC policy", static=True,
+        paper="TD3+BC and IQL's BC baselines", paper_value=256,
+    )  # fmt: skip
+    depth: int = hyper(
+        2, "--layers", "hidden layers of the BC policy", static=True,
+        paper="TD3+BC and IQL's BC baselines", paper_value=2,
+    )  # fmt: skip
+    learning_rate: Scalar = hyper(
+        3e-4, "--lr", "BC Adam learning rate",
+        paper="TD3+BC and IQL's BC baselines (Adam)", paper_value=3e-4,
+    )  # fmt: skip
     grad_clip: Scalar | None = hyper(
-        None, "--grad-clip", "global-norm gradient clip (none)", kind=float
-    )
-    batch_size: int = hyper(256, "--batch-size", "minibatch size", static=True)
+        None, "--grad-clip", "global-norm gradient clip (none)", kind=float,
+        paper="none, as in TD3+BC and IQL",
+    )  # fmt: skip
+    batch_size: int = hyper(
+        256, "--batch-size", "minibatch size", static=True,
+        paper="TD3+BC and IQL's BC baselines", paper_value=256,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_count(width=self.width, depth=self.depth, batch_size=self.batch_size)

@@ -85,23 +85,56 @@ class IQLConfig(eqx.Module):
     - `batch_size` (`--batch-size`, 256): IQL App. B
     """
 
-    width: int = hyper(256, "--hidden", "hidden width of actor, critics and V", static=True)
-    depth: int = hyper(2, "--layers", "hidden layers of actor, critics and V", static=True)
-    num_critics: int = hyper(2, "--critics", "critics; IQL uses their minimum", static=True)
-    learning_rate: Scalar = hyper(3e-4, "--lr", "Adam learning rate of actor, critics and V")
+    width: int = hyper(
+        256, "--hidden", "hidden width of actor, critics and V", static=True,
+        paper="IQL App. B", paper_value=256,
+    )  # fmt: skip
+    depth: int = hyper(
+        2, "--layers", "hidden layers of actor, critics and V", static=True,
+        paper="IQL App. B", paper_value=2,
+    )  # fmt: skip
+    num_critics: int = hyper(
+        2, "--critics", "critics; IQL uses their minimum", static=True,
+        paper="IQL App. B (clipped double Q: the minimum)", paper_value=2,
+    )  # fmt: skip
+    learning_rate: Scalar = hyper(
+        3e-4, "--lr", "Adam learning rate of actor, critics and V",
+        paper="IQL App. B", paper_value=3e-4,
+    )  # fmt: skip
     actor_lr_schedule: Literal["constant", "cosine"] = hyper(
         "cosine", "--actor-lr-schedule", "actor learning rate: 'cosine' decay to 0 or 'constant'",
         static=True, choices=LR_SCHEDULES,
+        paper="IQL's `train_offline.py` (cosine decay to 0)", paper_value="cosine",
     )  # fmt: skip
     grad_clip: Scalar | None = hyper(
-        None, "--grad-clip", "global-norm gradient clip (none)", kind=float
-    )
-    gamma: Scalar = hyper(0.99, "--gamma", "discount")
-    polyak: Scalar = hyper(0.005, "--polyak", "target-critic Polyak rate")
-    expectile: Scalar = hyper(0.7, "--expectile", "expectile tau of V (0.9 on AntMaze)")
-    temperature: Scalar = hyper(3.0, "--temperature", "inverse temperature beta of the actor")
-    max_weight: Scalar = hyper(100.0, "--max-weight", "cap on the actor's exp weights")
-    batch_size: int = hyper(256, "--batch-size", "minibatch size", static=True)
+        None, "--grad-clip", "global-norm gradient clip (none)", kind=float,
+        paper="none: IQL clips nothing",
+    )  # fmt: skip
+    gamma: Scalar = hyper(
+        0.99, "--gamma", "discount",
+        paper="IQL App. B", paper_value=0.99,
+    )  # fmt: skip
+    polyak: Scalar = hyper(
+        0.005, "--polyak", "target-critic Polyak rate",
+        paper="IQL App. B", paper_value=0.005,
+    )  # fmt: skip
+    expectile: Scalar = hyper(
+        0.7, "--expectile", "expectile tau of V (0.9 on AntMaze)",
+        paper=r"IQL App. B, $\tau$ on locomotion (0.9 on AntMaze)", paper_value=0.7,
+    )  # fmt: skip
+    temperature: Scalar = hyper(
+        3.0, "--temperature", "inverse temperature beta of the actor",
+        paper=r"IQL App. B, $\beta$ on locomotion (10 on AntMaze, 0.5 on Kitchen and Adroit)",
+        paper_value=3.0,
+    )  # fmt: skip
+    max_weight: Scalar = hyper(
+        100.0, "--max-weight", "cap on the actor's exp weights",
+        paper="IQL's `actor.py`", paper_value=100.0,
+    )  # fmt: skip
+    batch_size: int = hyper(
+        256, "--batch-size", "minibatch size", static=True,
+        paper="IQL App. B", paper_value=256,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_choice("actor_lr_schedule", self.actor_lr_schedule, LR_SCHEDULES)

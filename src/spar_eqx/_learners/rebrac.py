@@ -79,23 +79,63 @@ class ReBRACConfig(eqx.Module):
     clipping in ReBRAC.
     """
 
-    num_critics: int = hyper(2, "--critics", "critics (min over all)", static=True)
-    width: int = hyper(256, "--hidden", "hidden width of actor and critics", static=True)
-    depth: int = hyper(3, "--layers", "hidden layers of actor and critics", static=True)
+    num_critics: int = hyper(
+        2, "--critics", "critics (min over all)", static=True,
+        paper="ReBRAC (clipped double Q)", paper_value=2,
+    )  # fmt: skip
+    width: int = hyper(
+        256, "--hidden", "hidden width of actor and critics", static=True,
+        paper="ReBRAC / CORL `hidden_dim`", paper_value=256,
+    )  # fmt: skip
+    depth: int = hyper(
+        3, "--layers", "hidden layers of actor and critics", static=True,
+        paper="ReBRAC / CORL `actor_n_hiddens`, `critic_n_hiddens`", paper_value=3,
+    )  # fmt: skip
     critic_layer_norm: Literal["on", "off"] = hyper(
         "on", "--critic-layer-norm", "LayerNorm in the critics: 'on' or 'off'",
         static=True, choices=_ON_OFF,
+        paper="ReBRAC / CORL `critic_ln`", paper_value="on",
     )  # fmt: skip
-    actor_learning_rate: Scalar = hyper(1e-3, "--actor-lr", "actor Adam learning rate")
-    critic_learning_rate: Scalar = hyper(1e-3, "--critic-lr", "critic Adam learning rate")
-    gamma: Scalar = hyper(0.99, "--gamma", "discount")
-    polyak: Scalar = hyper(0.005, "--polyak", "target-network Polyak rate (on actor steps)")
-    policy_noise: Scalar = hyper(0.2, "--policy-noise", "target-policy smoothing noise std")
-    noise_clip: Scalar = hyper(0.5, "--noise-clip", "clip of the target-policy noise")
-    policy_delay: int = hyper(2, "--policy-delay", "critic steps per actor step", static=True)
-    actor_bc_coef: Scalar = hyper(0.05, "--actor-bc-coef", "ReBRAC beta_1 (actor BC penalty)")
-    critic_bc_coef: Scalar = hyper(0.5, "--critic-bc-coef", "ReBRAC beta_2 (critic BC penalty)")
-    batch_size: int = hyper(1024, "--batch-size", "minibatch size", static=True)
+    actor_learning_rate: Scalar = hyper(
+        1e-3, "--actor-lr", "actor Adam learning rate",
+        paper="ReBRAC / CORL `actor_learning_rate`", paper_value=1e-3,
+    )  # fmt: skip
+    critic_learning_rate: Scalar = hyper(
+        1e-3, "--critic-lr", "critic Adam learning rate",
+        paper="ReBRAC / CORL `critic_learning_rate`", paper_value=1e-3,
+    )  # fmt: skip
+    gamma: Scalar = hyper(
+        0.99, "--gamma", "discount",
+        paper="ReBRAC / CORL `gamma`", paper_value=0.99,
+    )  # fmt: skip
+    polyak: Scalar = hyper(
+        0.005, "--polyak", "target-network Polyak rate (on actor steps)",
+        paper="ReBRAC / CORL `tau`", paper_value=0.005,
+    )  # fmt: skip
+    policy_noise: Scalar = hyper(
+        0.2, "--policy-noise", "target-policy smoothing noise std",
+        paper="ReBRAC / CORL `policy_noise`", paper_value=0.2,
+    )  # fmt: skip
+    noise_clip: Scalar = hyper(
+        0.5, "--noise-clip", "clip of the target-policy noise",
+        paper="ReBRAC / CORL `noise_clip`", paper_value=0.5,
+    )  # fmt: skip
+    policy_delay: int = hyper(
+        2, "--policy-delay", "critic steps per actor step", static=True,
+        paper="ReBRAC / CORL `policy_freq`", paper_value=2,
+    )  # fmt: skip
+    actor_bc_coef: Scalar = hyper(
+        0.05, "--actor-bc-coef", "ReBRAC beta_1 (actor BC penalty)",
+        paper=r"ReBRAC $\beta_1$, hopper-medium-replay (tuned per dataset)", paper_value=0.05,
+    )  # fmt: skip
+    critic_bc_coef: Scalar = hyper(
+        0.5, "--critic-bc-coef", "ReBRAC beta_2 (critic BC penalty)",
+        paper=r"ReBRAC $\beta_2$, hopper-medium-replay (tuned per dataset)", paper_value=0.5,
+    )  # fmt: skip
+    batch_size: int = hyper(
+        1024, "--batch-size", "minibatch size", static=True,
+        paper="ReBRAC / CORL `batch_size`", paper_value=1024,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_choice("critic_layer_norm", self.critic_layer_norm, _ON_OFF)

@@ -45,18 +45,54 @@ class TD3BCConfig(eqx.Module):
     There is no gradient clipping in TD3+BC, so there is no `grad_clip` field.
     """
 
-    num_critics: int = hyper(2, "--critics", "critics (min over all in the target)", static=True)
-    width: int = hyper(256, "--hidden", "hidden width of actor and critics", static=True)
-    depth: int = hyper(2, "--layers", "hidden layers of actor and critics", static=True)
-    actor_learning_rate: Scalar = hyper(3e-4, "--actor-lr", "actor Adam learning rate")
-    critic_learning_rate: Scalar = hyper(3e-4, "--critic-lr", "critic Adam learning rate")
-    gamma: Scalar = hyper(0.99, "--gamma", "discount")
-    polyak: Scalar = hyper(0.005, "--polyak", "target-network Polyak rate (on actor steps)")
-    alpha: Scalar = hyper(2.5, "--alpha", "TD3+BC alpha: lambda = alpha / mean|Q|")
-    policy_noise: Scalar = hyper(0.2, "--policy-noise", "target-policy smoothing noise std")
-    noise_clip: Scalar = hyper(0.5, "--noise-clip", "clip of the target-policy noise")
-    policy_delay: int = hyper(2, "--policy-delay", "critic steps per actor step", static=True)
-    batch_size: int = hyper(256, "--batch-size", "minibatch size", static=True)
+    num_critics: int = hyper(
+        2, "--critics", "critics (min over all in the target)", static=True,
+        paper="TD3's clipped double Q", paper_value=2,
+    )  # fmt: skip
+    width: int = hyper(
+        256, "--hidden", "hidden width of actor and critics", static=True,
+        paper="TD3+BC Table 3", paper_value=256,
+    )  # fmt: skip
+    depth: int = hyper(
+        2, "--layers", "hidden layers of actor and critics", static=True,
+        paper="TD3+BC Table 3", paper_value=2,
+    )  # fmt: skip
+    actor_learning_rate: Scalar = hyper(
+        3e-4, "--actor-lr", "actor Adam learning rate",
+        paper="TD3+BC Table 3", paper_value=3e-4,
+    )  # fmt: skip
+    critic_learning_rate: Scalar = hyper(
+        3e-4, "--critic-lr", "critic Adam learning rate",
+        paper="TD3+BC Table 3", paper_value=3e-4,
+    )  # fmt: skip
+    gamma: Scalar = hyper(
+        0.99, "--gamma", "discount",
+        paper="TD3+BC Table 3", paper_value=0.99,
+    )  # fmt: skip
+    polyak: Scalar = hyper(
+        0.005, "--polyak", "target-network Polyak rate (on actor steps)",
+        paper="TD3+BC Table 3", paper_value=0.005,
+    )  # fmt: skip
+    alpha: Scalar = hyper(
+        2.5, "--alpha", "TD3+BC alpha: lambda = alpha / mean|Q|",
+        paper=r"TD3+BC Section 5, $\lambda = \alpha / \text{mean}|Q|$", paper_value=2.5,
+    )  # fmt: skip
+    policy_noise: Scalar = hyper(
+        0.2, "--policy-noise", "target-policy smoothing noise std",
+        paper="TD3+BC Table 3 (TD3's)", paper_value=0.2,
+    )  # fmt: skip
+    noise_clip: Scalar = hyper(
+        0.5, "--noise-clip", "clip of the target-policy noise",
+        paper="TD3+BC Table 3 (TD3's)", paper_value=0.5,
+    )  # fmt: skip
+    policy_delay: int = hyper(
+        2, "--policy-delay", "critic steps per actor step", static=True,
+        paper="TD3+BC Table 3 (TD3's)", paper_value=2,
+    )  # fmt: skip
+    batch_size: int = hyper(
+        256, "--batch-size", "minibatch size", static=True,
+        paper="TD3+BC Table 3", paper_value=256,
+    )  # fmt: skip
 
     def __check_init__(self):
         check_count(
