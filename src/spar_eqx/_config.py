@@ -26,6 +26,22 @@ VARIANTS = ("mlp", "proj", "plas", "auto")
 SELF_IMITATION = ("literal", "convex")
 
 
+# One flag, one field in each of two stages: declared once so the twins cannot drift apart.
+def _grad_clip():
+    return hyper(
+        1.0, "--grad-clip", "global-norm gradient clip, both stages",
+        paper="Table 7, *Gradient clipping* (global norm)", paper_value=1.0,
+    )  # fmt: skip
+
+
+def _lambda_u():
+    return hyper(
+        0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III",
+        paper=r"Table 8, $\lambda_u$: 0.5, 2 on Hopper medium-expert (Table 7: task-dependent)",
+        paper_value=0.5,
+    )  # fmt: skip
+
+
 class AnchorConfig(eqx.Module):
     """Stage I: the BC anchor and the critic ensemble (Section 3.1, Table 7, C.1.2).
 
@@ -74,10 +90,7 @@ class AnchorConfig(eqx.Module):
         3e-4, "--lr", "Stage I Adam learning rate",
         paper="C.1.2, *Learning rates*: all networks", paper_value=3e-4,
     )  # fmt: skip
-    grad_clip: Scalar = hyper(
-        1.0, "--grad-clip", "global-norm gradient clip, both stages",
-        paper="Table 7, *Gradient clipping* (global norm)", paper_value=1.0,
-    )  # fmt: skip
+    grad_clip: Scalar = _grad_clip()
     gamma: Scalar = hyper(
         0.99, "--gamma", "discount",
         paper=r"Table 7, *Discount factor* $\gamma$", paper_value=0.99,
@@ -162,11 +175,7 @@ class ResidualConfig(eqx.Module):
         choices=VARIANTS,
         paper="Table 8, *Arch*: MLP on MuJoCo medium-replay, PROJ elsewhere (`--preset`)",
     )
-    lambda_u: Scalar = hyper(
-        0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III",
-        paper=r"Table 8, $\lambda_u$: 0.5, 2 on Hopper medium-expert (Table 7: task-dependent)",
-        paper_value=0.5,
-    )  # fmt: skip
+    lambda_u: Scalar = _lambda_u()
     lambda_g: Scalar = hyper(
         0.5, "--lambda-g", "guidance weight lambda_g",
         paper=r"Table 8, $\lambda_g$: 0.5 or 2.0 by task (`--preset`)",
@@ -199,10 +208,7 @@ class ResidualConfig(eqx.Module):
         3e-4, "--residual-lr", "Stage II Adam learning rate",
         paper="C.1.2, *Learning rates*: all networks", paper_value=3e-4,
     )  # fmt: skip
-    grad_clip: Scalar = hyper(
-        1.0, "--grad-clip", "global-norm gradient clip, both stages",
-        paper="Table 7, *Gradient clipping* (global norm)", paper_value=1.0,
-    )  # fmt: skip
+    grad_clip: Scalar = _grad_clip()
     width: int = hyper(
         256, "--residual-hidden", "hidden width of residual models", static=True,
         paper="Table 7, *Hidden dimension (MLP/CVAE)*", paper_value=256,
@@ -333,10 +339,7 @@ class GateConfig(eqx.Module):
         4, "--gate-critics", "critics for the gate", static=True,
         paper=r"Table 7, *Rectification critics* $M_\text{rect}$", paper_value=4,
     )  # fmt: skip
-    lambda_u: Scalar = hyper(
-        0.5, "--lambda-u", "uncertainty weight in Q_rob, Stages II and III",
-        paper=r"Table 8, $\lambda_u$: 0.5, 2 on Hopper medium-expert", paper_value=0.5,
-    )  # fmt: skip
+    lambda_u: Scalar = _lambda_u()
 
     def __check_init__(self):
         check_count(num_candidates=self.num_candidates, gate_critics=self.gate_critics)
