@@ -14,28 +14,24 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float
 
+from .data._transitions import spread_rows
+
 # Dataset rows the anchors are diagnosed on (an even spread over the dataset).
 _ROWS = 20_000
 
 
 def anchor_residuals(
-    policies, observations: Float[Array, "n obs_dim"], actions: Float[Array, "n act_dim"]
+    policies, observations: Float[Array, "m obs_dim"], actions: Float[np.ndarray, "m act_dim"]
 ) -> Float[np.ndarray, "runs m act_dim"]:
-    """Each run's residuals `a - pi_base(s)` on an even spread of at most 20,000 rows.
+    """Each run's residuals `a - pi_base(s)` on the given rows.
 
     **Arguments:** `policies`, the anchors stacked over runs; `observations`, normalised
-    dataset observations; `actions`, the dataset's actions.
+    dataset observations; `actions`, the dataset's actions on the same rows.
 
-    **Returns:** float64 residuals, one `(m, act_dim)` block per run, all on the same rows.
+    **Returns:** float64 residuals, one `(m, act_dim)` block per run.
     """
-    rows = _rows(observations.shape[0])
-    obs, act = observations[rows], actions[rows]
-    base = eqx.filter_vmap(lambda p: jax.vmap(p)(obs))(policies)
-    return np.asarray(act, np.float64)[None] - np.asarray(base, np.float64)
-
-
-def _rows(n: int) -> np.ndarray:
-    return np.round(np.linspace(0, n - 1, min(n, _ROWS))).astype(np.int64)
+    base = eqx.filter_vmap(lambda p: jax.vmap(p)(observations))(policies)
+    return np.asarray(actions, np.float64)[None] - np.asarray(base, np.float64)
 
 
 def choose_variant(
@@ -43,8 +39,9 @@ def choose_variant(
 ) -> dict[str, Any]:
     """The variant the runs' anchors call for, with each run's report.
 
-    **Arguments:** `policies`, `observations`, `actions`, as in `anchor_residuals`; `gather`,
-    which concatenates per-run values over processes (the identity in one process).
+    **Arguments:** `policies`, the anchors stacked over runs; `observations`, `actions`, the
+    normalised dataset (diagnosed on an even spread of at most 20,000 rows); `gather`, which
+    concatenates per-run values over processes (the identity in one process).
 
     **Returns:** `{"variant", "reason", "votes": {"mlp": n, "proj": m}, "runs": [...]}`,
     where each of this process's runs has its `TopologyReport.to_dict()`. Every process
@@ -53,12 +50,12 @@ def choose_variant(
     # Imported here: scikit-learn costs ~90 MB, which `import spar_eqx` should not pay.
     from .diagnostics import recommend_variant
 
-    residuals = anchor_residuals(policies, observations, actions)
-    act = np.asarray(actions, np.float64)[_rows(observations.shape[0])]
+    rows = spread_rows(observations.shape[0], _ROWS)
+    act = np.asarray(actions, np.float64)[rows]
+    residuals = anchor_residuals(policies, observations[rows], act)
     reports = [recommend_variant(r, act, seed=0) for r in residuals]
-    local = np.asarray([report.recommendation == "proj" for report in reports], np.float64)
-    proj = int(np.sum(gather(local)))
-    total = len(gather(local))
+    votes = gather(np.asarray([r.recommendation == "proj" for r in reports], np.float64))
+    proj, total = int(np.sum(votes)), len(votes)
     variant = "proj" if proj > total - proj else "mlp"
     if 2 * proj == total:
         reason = f"a tie ({proj} of {total} runs each) goes to mlp, the paper's default"

@@ -273,13 +273,16 @@ def evaluate(
     )
 
 
-@eqx.filter_jit
-def _act_and_report(policy, observations, key):
-    """One step's actions and reports (none for a policy that is not a `ReportingPolicy`);
-    the policy's arrays are traced, so a policy of the same structure reuses the compile."""
+def act_and_report(policy: BatchPolicy, observations, key):
+    """`policy`'s actions and its reports (none for a policy that is not a
+    `ReportingPolicy`): what `evaluate` calls each step."""
     if isinstance(policy, ReportingPolicy):
         return policy.act_and_report(observations, key)
     return policy(observations, key), {}
+
+
+# The policy's arrays are traced, so a policy of the same structure reuses the compile.
+_act_and_report = eqx.filter_jit(act_and_report)
 
 
 def _check_actions(actions, n, act_dim, low, high) -> np.ndarray:

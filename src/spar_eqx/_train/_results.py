@@ -9,7 +9,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._evaluation import ReportingPolicy, evaluate
+from .._evaluation import act_and_report, evaluate
 from .._scores import ReferenceScores
 from ._chunk import take_runs
 
@@ -34,12 +34,7 @@ class SeedStacked(eqx.Module):
         obs = observations.reshape(num, -1, observations.shape[-1])
         keys = jax.vmap(lambda s: jr.fold_in(key, s))(jnp.asarray(self.seed_ids))
 
-        def act(policy, o, k):
-            if isinstance(policy, ReportingPolicy):
-                return policy.act_and_report(o, k)
-            return policy(o, k), {}
-
-        actions, reports = eqx.filter_vmap(act)(self.policy, obs, keys)
+        actions, reports = eqx.filter_vmap(act_and_report)(self.policy, obs, keys)
         flat = {name: values.reshape(-1) for name, values in reports.items()}
         return actions.reshape(observations.shape[0], -1), flat
 

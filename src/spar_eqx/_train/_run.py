@@ -26,6 +26,7 @@ from .._errors import CheckpointError, TrainingError
 from .._hyper import replace
 from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
+from ..data._transitions import spread_rows
 from ._checkpoint import load_checkpoint, previous_path, read_header, save_checkpoint
 from ._chunk import init_states, run_axes, run_chunk, run_devices, shard_runs, stack
 from ._data import prepare
@@ -233,9 +234,7 @@ class Trainer:
     def _dataset_rows(self) -> np.ndarray:
         """An even spread of `config.acceptance_states` dataset rows the final measurements
         use."""
-        n = self.dataset.transitions.num_transitions
-        count = min(self.config.acceptance_states, n)
-        return np.round(np.linspace(0, n - 1, count)).astype(np.int64)
+        return spread_rows(self.dataset.transitions.num_transitions, self.config.acceptance_states)
 
     def diagnostics(self, states) -> list[dict[str, np.ndarray]]:
         """The last stage's diagnostics per grid point, each `(local seeds,)`, on dataset states."""
@@ -316,13 +315,7 @@ class Trainer:
             self.ckpt_dir / f"stage{stages}.eqx", self._header(phase=len(self.steps) - 1), states
         )
         record, evaluated = self.final_record(states)
-        for point, row in enumerate(evaluated):
-            for name, (returns, scores, *_) in row.items():
-                for i, seed in enumerate(self.seed_ids):
-                    log.add_eval(
-                        "final", name, total, self._label(point, seed), returns[i],
-                        None if scores is None else scores[i],
-                    )  # fmt: skip
+        self._log_evaluations(log, "final", total, evaluated)
         results = self.results_header(time.perf_counter() - started) | record
         log.write(self.out, results)
         return results
@@ -410,12 +403,17 @@ class Trainer:
 
     def _periodic_eval(self, stage: int, states, step: int, log: RunLog, *, periodic: bool):
         policies = self.policies(stage, states, periodic=periodic)
-        for point, row in enumerate(self.evaluate(policies, seed=10_000)):
+        evaluated = self.evaluate(policies, seed=10_000)
+        self._log_evaluations(log, self.algorithm.stages[stage], step, evaluated)
+
+    def _log_evaluations(self, log: RunLog, stage: str, step: int, evaluated) -> None:
+        """One log row per grid point, policy and local seed of `evaluate`'s result."""
+        for point, row in enumerate(evaluated):
             for name, (returns, scores, *_) in row.items():
                 for i, seed in enumerate(self.seed_ids):
                     log.add_eval(
-                        self.algorithm.stages[stage], name, step, self._label(point, seed),
-                        returns[i], None if scores is None else scores[i],
+                        stage, name, step, self._label(point, seed), returns[i],
+                        None if scores is None else scores[i],
                     )  # fmt: skip
 
     def _check_finite(self, metrics, step_index: int, step: int) -> None:

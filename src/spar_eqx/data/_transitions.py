@@ -116,6 +116,12 @@ class Transitions(eqx.Module):
         return cls(**{name: jnp.concatenate([getattr(p, name) for p in parts]) for name in _LAYOUT})
 
 
+def spread_rows(n: int, count: int) -> np.ndarray:
+    """At most `count` row indices spread evenly over `n` rows, in order (every row when
+    `n <= count`): the deterministic sample the final measurements and diagnoses use."""
+    return np.round(np.linspace(0, n - 1, min(n, count))).astype(np.int64)
+
+
 def episode_ends(transitions: Transitions) -> np.ndarray:
     """Boolean numpy array, true on the last row of each episode (the final row always is)."""
     ends = np.logical_or(np.asarray(transitions.terminals), np.asarray(transitions.timeouts))
