@@ -118,9 +118,12 @@ class SPARPolicy(eqx.Module):
         if not use_gate:
             return candidates[0], jnp.ones((), bool)
         c = self.gate_config
-        q_base = self.critic.lcb(obs, base, c.lambda_u)
-        q_cand = jax.vmap(self.critic.lcb, in_axes=(None, 0, None))(obs, candidates, c.lambda_u)
-        decision = gate(base, candidates, q_base, q_cand, c.eta_abs, c.eta_rel, c.eps)
+        # One ensemble pass scores the base action and every candidate: acting on one state
+        # is bound by reading the critics' weights, so a second pass for `a_base` would cost
+        # nearly as much again (about 0.1 ms of SPAR-PROJ's 0.4 on a CPU).
+        scored = jnp.concatenate([base[None, :], candidates])
+        q = jax.vmap(self.critic.lcb, in_axes=(None, 0, None))(obs, scored, c.lambda_u)
+        decision = gate(base, candidates, q[0], q[1:], c.eta_abs, c.eta_rel, c.eps)
         return decision.action, decision.accepted
 
     @eqx.filter_jit
