@@ -74,7 +74,6 @@ repeat's rates, the PyTorch thread count of d3rlpy's best in each, and `loadavg`
 load average when the row started: the machine may be shared)."""
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -89,6 +88,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from _flops import MATMUL_SIZES, matmul_gflops
 from _record import write_record
 from throughput import ACT, OBS, _learner_and_states, synthetic_data
 
@@ -102,7 +102,6 @@ INSTALL = (
     "(best in a separate virtualenv), then run this script with that Python"
 )
 EPISODE = 1000  # d3rlpy's buffer is cut into HalfCheetah-length episodes (timeouts)
-MATMUL_SIZES = (256, 1024)
 MATMUL_SECONDS = 1.0  # per size, in every repeat
 
 
@@ -133,29 +132,6 @@ def update_flops(name: str) -> float:
         per_actor_step = 3 * policy + 2 * critic
         return batch * (per_critic_step + per_actor_step / config.policy_delay)
     raise ValueError(name)
-
-
-@functools.cache
-def _matmul_loop(n: int):
-    w, _ = jnp.linalg.qr(jr.normal(jr.key(1), (n, n)))  # orthogonal: norms stay put
-    steps = max(8, int(2e9 / (2 * n**3)))  # about 2 GFLOP per call or more
-
-    @jax.jit
-    def loop(x):
-        return jax.lax.fori_loop(0, steps, lambda _, x: x @ w, x)
-
-    x = loop(jr.normal(jr.key(2), (n, n))).block_until_ready()  # compiles
-    return loop, x, steps
-
-
-def matmul_gflops(n: int, seconds: float) -> float:
-    """Sustained float32 GFLOP/s of dependent `(n, n) @ (n, n)` products under `jax.jit`."""
-    loop, x, steps = _matmul_loop(n)
-    calls, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
-        x = loop(x).block_until_ready()
-        calls += 1
-    return calls * steps * 2 * n**3 / elapsed / 1e9
 
 
 # ---------------------------------------------------------------- the two sides

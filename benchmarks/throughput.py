@@ -7,25 +7,48 @@ actions, 100k transitions), with each algorithm's default sizes (SPAR: 10 critic
 batch 256). In the same run it times a plain, hand-written Equinox + Optax Stage I update of the
 same size (BC MLP + 10 critics + V), and prints our Stage I's throughput as a ratio of it.
 
+How it is timed. For each seed count, every selected program is compiled first (`compile_s`
+is the `lower().compile()` time alone). Then `--repeats` rounds each run one chunk of every
+program in turn, so a slow spell of a shared machine falls on all of them alike; a row's rate
+is `--chunk` over its median chunk time, and the Stage I / reference ratio is the median of
+the per-round ratios (each from two chunks run back to back).
+
+How close to the hardware. `gflop_per_update` is XLA's own FLOP count of one update (all seeds;
+`cost_analysis` of the compiled chunk, whose `lax.scan` body it counts once), `gflops` the rate
+that makes at the measured speed, and the header gives this machine's float32 matmul rate
+(dependent 256- and 1024-square products under `jax.jit`) to hold it against. Learners with a
+`lax.cond` (SPAR-PROJ's periodic projection, TD3+BC's and ReBRAC's delayed actor) get no
+count: XLA counts both branches on every pass.
+
+`--profile DIR` writes, for every program, its optimised HLO (`DIR/<name>-<seeds>.hlo.txt`) and
+prints an op census beside it (dots, fusions, copies, transposes: where two programs doing the
+same maths differ), and records one round in a `jax.profiler` trace under `DIR/trace` (open
+the `.trace.json.gz` in Perfetto).
+
 Usage (from the repository root):
 
     python benchmarks/throughput.py --seeds 1 4 8 --json runs/throughput.json
-    python benchmarks/throughput.py --only stage1 iql --seeds 1
+    python benchmarks/throughput.py --only stage1 reference --seeds 4 --profile runs/profile
 
-Rows: `{"name", "seeds", "updates_per_s", "seed_updates_per_s", "compile_s"}`; an update
-updates every seed, so `seed_updates_per_s = updates_per_s * seeds`. `compile_s` is the first
-chunk's time less what the same chunk takes once compiled.
+Rows: `{"name", "seeds", "updates_per_s", "seed_updates_per_s", "compile_s",
+"gflop_per_update", "gflops"}` (an update updates every seed, so `seed_updates_per_s =
+updates_per_s * seeds`), then one row per seed count `{"name": "stage1/reference", "seeds",
+"ratio", "round_ratios"}`, and one `{"name": "matmul", "gflops": {"256": x, "1024": y}}`.
 """
 
 import argparse
+import statistics
 import sys
 import time
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
+from _flops import MATMUL_SIZES, matmul_gflops, op_census, program_gflop
 from _record import write_record
 
 from spar_eqx import ALGORITHMS, TrainingBatch
@@ -71,41 +94,36 @@ def _learner_and_states(name: str, seeds: int):
     return learners[stage], states, config.batch_size
 
 
-def time_learner(name: str, seeds: int, data, chunk: int) -> dict:
+class Program(NamedTuple):
+    """One row's compiled chunk: `step(state, i) -> state` runs chunk `i` and waits for it."""
+
+    name: str
+    seeds: int
+    step: Any
+    state: Any
+    compile_s: float
+    gflop_per_update: float | None
+    compiled: Any  # the jax.stages.Compiled, for --profile
+
+
+def learner_program(name: str, seeds: int, data, chunk: int) -> Program:
     learner, states, batch_size = _learner_and_states(name, seeds)
     keys = jax.vmap(jr.key)(jnp.arange(seeds))
     # SPAR-PLAS: its second (latent policy) phase; every other learner has one phase.
     phase = 1 if name == "plas" else 0
+    static = dict(stage_steps=2 * chunk, phase=phase, num_steps=chunk, batch_size=batch_size)
+    started = time.perf_counter()
+    compiled = run_chunk.lower(learner, states, data, keys, **static).compile()
+    compile_s = time.perf_counter() - started
 
-    def call(states, step):
-        step_keys = jax.vmap(lambda k: jr.fold_in(k, step))(keys)
-        out = run_chunk(
-            learner, states, data, step_keys,
-            stage_steps=2 * chunk, phase=phase, num_steps=chunk, batch_size=batch_size,
-        )  # fmt: skip
+    def step(states, i):
+        step_keys = jax.vmap(lambda k: jr.fold_in(k, i))(keys)
+        out = compiled(learner, states, data, step_keys, **static)
         jax.block_until_ready(out)
         return out[0]
 
-    return _measure(name, seeds, call, states, chunk)
-
-
-def _measure(name, seeds, call, states, chunk) -> dict:
-    started = time.perf_counter()
-    states = call(states, 0)
-    first = time.perf_counter() - started
-    best = float("inf")
-    for repeat in range(2):
-        started = time.perf_counter()
-        states = call(states, repeat + 1)
-        best = min(best, time.perf_counter() - started)
-    rate = chunk / best
-    return {
-        "name": name,
-        "seeds": seeds,
-        "updates_per_s": rate,
-        "seed_updates_per_s": rate * seeds,
-        "compile_s": max(0.0, first - best),
-    }
+    xla = compiled.compiled
+    return Program(name, seeds, step, states, compile_s, program_gflop(xla), xla)
 
 
 # ---------------------------------------------------------------- the plain reference
@@ -165,14 +183,12 @@ def reference_step(params, opt_states, batch):
     return (new[0], new[1], target, new[2]), tuple(new_opt)
 
 
-def time_reference(seeds: int, data: TrainingBatch, chunk: int) -> dict:
+def reference_program(seeds: int, data: TrainingBatch, chunk: int) -> Program:
     keys = jr.split(jr.key(0), seeds)
     params, opt_states = eqx.filter_vmap(reference_init)(keys)
     arrays = (data.observations, data.actions, data.rewards, data.next_observations)
-
     arrays_in, static = eqx.partition((params, opt_states), eqx.is_array)
 
-    @eqx.filter_jit
     def run(carry, key):
         def body(carry, k):
             p, o = eqx.combine(carry, static)
@@ -183,42 +199,104 @@ def time_reference(seeds: int, data: TrainingBatch, chunk: int) -> dict:
         carry, _ = jax.lax.scan(body, carry, jr.split(key, chunk))
         return carry
 
-    def call(state, step):
-        out = run(state, jr.key(step))
+    started = time.perf_counter()
+    compiled = jax.jit(run).lower(arrays_in, jr.key(0)).compile()
+    compile_s = time.perf_counter() - started
+
+    def step(state, i):
+        out = compiled(state, jr.key(i))
         jax.block_until_ready(out)
         return out
 
-    return _measure("reference", seeds, call, arrays_in, chunk)
+    gflop = program_gflop(compiled)
+    return Program("reference", seeds, step, arrays_in, compile_s, gflop, compiled)
+
+
+def run_rounds(programs: list[Program], repeats: int, trace: Path | None) -> dict[str, list]:
+    """Each round runs one chunk of every program in turn; returns each one's chunk times."""
+    states = {p.name: p.state for p in programs}
+    times = {p.name: [] for p in programs}
+    for i in range(repeats):
+        tracing = trace is not None and i == repeats - 1
+        if tracing:
+            jax.profiler.start_trace(str(trace), create_perfetto_trace=True)
+        for p in programs:
+            started = time.perf_counter()
+            states[p.name] = p.step(states[p.name], i)
+            times[p.name].append(time.perf_counter() - started)
+        if tracing:
+            jax.profiler.stop_trace()
+    return times
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES))
-    parser.add_argument("--chunk", type=int, default=500, help="updates per compiled call")
+    parser.add_argument("--chunk", type=int, default=200, help="updates per compiled call")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median kept)")
+    parser.add_argument("--profile", metavar="DIR", help="write HLO, op census and a trace here")
     parser.add_argument("--json", help="also write the rows, machine and versions here")
     args = parser.parse_args(argv)
+    profile = Path(args.profile) if args.profile else None
+    if profile:
+        profile.mkdir(parents=True, exist_ok=True)
     data = synthetic_data(jr.key(0))
+    matmul = {n: matmul_gflops(n, 2.0) for n in MATMUL_SIZES}
+    print(
+        "float32 matmul, GFLOP/s: " + ", ".join(f"{r:.0f} at {n}" for n, r in matmul.items()),
+        flush=True,
+    )
     rows = []
-    print(f"{'name':<10}{'seeds':>6}{'updates/s':>12}{'seed-updates/s':>16}{'compile s':>11}")
+    head = f"{'name':<10}{'seeds':>6}{'updates/s':>11}{'seed-upd/s':>12}{'compile s':>11}"
+    print(head + f"{'GFLOP/upd':>11}{'GFLOP/s':>9}")
     for seeds in args.seeds:
+        programs = []
         for name in args.only:
             if name == "reference":
-                row = time_reference(seeds, data, args.chunk)
+                program = reference_program(seeds, data, args.chunk)
             else:
-                row = time_learner(name, seeds, data, args.chunk)
+                program = learner_program(name, seeds, data, args.chunk)
+            programs.append(program)
+            if profile:
+                path = profile / f"{name}-{seeds}.hlo.txt"
+                path.write_text(program.compiled.as_text())
+                print(f"  {path}: {op_census(program.compiled)}", flush=True)
+        # One untimed round first: each program's first call also moves its state in.
+        run_rounds(programs, 1, None)
+        trace = profile / "trace" if profile else None
+        times = run_rounds(programs, args.repeats, trace)
+        for p in programs:
+            rate = args.chunk / statistics.median(times[p.name])
+            gflops = None if p.gflop_per_update is None else p.gflop_per_update * rate
+            row = {
+                "name": p.name,
+                "seeds": seeds,
+                "updates_per_s": rate,
+                "seed_updates_per_s": rate * seeds,
+                "compile_s": p.compile_s,
+                "gflop_per_update": p.gflop_per_update,
+                "gflops": gflops,
+            }
             rows.append(row)
+            flop_cells = "" if gflops is None else f"{p.gflop_per_update:>11.2f}{gflops:>9.0f}"
             print(
-                f"{name:<10}{seeds:>6}{row['updates_per_s']:>12.1f}"
-                f"{row['seed_updates_per_s']:>16.1f}{row['compile_s']:>11.1f}",
+                f"{p.name:<10}{seeds:>6}{rate:>11.1f}{rate * seeds:>12.1f}"
+                f"{p.compile_s:>11.1f}" + flop_cells,
                 flush=True,
             )
-    for seeds in args.seeds:
-        ref = [r for r in rows if r["name"] == "reference" and r["seeds"] == seeds]
-        ours = [r for r in rows if r["name"] == "stage1" and r["seeds"] == seeds]
-        if ref and ours:
-            ratio = ours[0]["updates_per_s"] / ref[0]["updates_per_s"]
-            print(f"Stage I / plain reference, {seeds} seed(s): {ratio:.2f}x")
+        if "reference" in times and "stage1" in times:
+            ratios = [r / s for r, s in zip(times["reference"], times["stage1"], strict=True)]
+            ratio = statistics.median(ratios)
+            rows.append(
+                {"name": "stage1/reference", "seeds": seeds, "ratio": ratio, "round_ratios": ratios}
+            )
+            print(
+                f"Stage I / plain reference, {seeds} seed(s): {ratio:.2f}x "
+                f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
+                flush=True,
+            )
+    rows.append({"name": "matmul", "gflops": {str(n): r for n, r in matmul.items()}})
     if args.json:
         write_record(args.json, "benchmarks/throughput.py", rows)
     return 0

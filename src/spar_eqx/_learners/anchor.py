@@ -164,9 +164,11 @@ class Anchor(Learner):
 
         def critic_loss(critic):
             q = critic.batch(obs, act)  # (batch, members)
-            diff = target[:, None] - q
-            per_member = jax.vmap(expectile_loss, in_axes=(1, None))(diff, c.critic_expectile)
-            return 2.0 * jnp.sum(per_member), q
+            # Each member's expectile loss, summed over members: the mean over every
+            # (row, member) pair times M (one elementwise pass, no per-member transpose).
+            members = q.shape[1]
+            diff = (target[:, None] - q).ravel()
+            return 2.0 * members * expectile_loss(diff, c.critic_expectile), q
 
         (q_loss, q), grads = eqx.filter_value_and_grad(critic_loss, has_aux=True)(state.critic)
         critic, critic_opt = apply_grads(opt, state.critic, grads, state.critic_opt)
