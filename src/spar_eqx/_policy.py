@@ -126,17 +126,21 @@ class SPARPolicy(eqx.Module):
         decision = gate(base, candidates, q[0], q[1:], c.eta_abs, c.eta_rel, c.eps)
         return decision.action, decision.accepted
 
-    @eqx.filter_jit
     def act(
-        self, observation: Float[Array, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True
+        self, observation: Float[ArrayLike, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True
     ) -> Float[Array, " act_dim"]:
-        """The action for one raw observation (jitted).
+        """The action for one raw observation (jitted; a NumPy observation is cast as JAX
+        casts jit arguments).
+
+        Each call flattens this policy's PyTree before XLA runs (`eqx.filter_jit`): about
+        0.15 ms on a CPU, as much as SPAR-MLP's whole computation. For a control loop,
+        `compile` does it once.
 
         **Arguments:** as `act_with_info`.
 
         **Returns:** `act_with_info(observation, key, use_gate)[0]`.
         """
-        return self.act_with_info(observation, key, use_gate)[0]
+        return _act(self, observation, key, use_gate)
 
     def compile(
         self,
@@ -147,8 +151,8 @@ class SPARPolicy(eqx.Module):
         """`act`, compiled once ahead of time for a control loop (Table 11's deployment).
 
         `act` is jitted with `eqx.filter_jit`, which flattens and partitions this policy's
-        PyTree on every call before XLA runs: about 0.05-0.07 ms on a CPU, a quarter of
-        SPAR-MLP's `act`. The returned `DeployedPolicy` does it once.
+        PyTree on every call before XLA runs: about 0.15 ms on a CPU, half of SPAR-MLP's
+        `act`. The returned `DeployedPolicy` does it once.
 
         **Arguments:**
 
@@ -212,6 +216,13 @@ class SPARPolicy(eqx.Module):
         return BasePolicy(self.normalizer, self.base)
 
 
+@eqx.filter_jit
+def _act(policy: SPARPolicy, observation, key, use_gate: bool):
+    # A function, not a jitted method: binding a jitted method builds a wrapper on every call
+    # (about 0.03 ms of `act`).
+    return policy.act_with_info(observation, key, use_gate)[0]
+
+
 class DeployedPolicy:
     """A `SPARPolicy`'s `act`, compiled ahead of time: the low-latency path for a control loop.
 
@@ -221,8 +232,8 @@ class DeployedPolicy:
     call hands the stored arrays, the observation and the key straight to that executable.
     After construction nothing is traced, flattened module by module, or compiled: an
     observation of another shape or dtype (after JAX's usual float64 -> float32 cast of NumPy
-    input), or another key type, raises a `TypeError` instead of recompiling. On one CPU core
-    this saves about 0.05-0.07 ms a call over `act` (see `benchmarks/latency.py`).
+    input), or another key type, raises a `TypeError` instead of recompiling. On a 2-core CPU
+    this saves about 0.15 ms a call over `act` (see `benchmarks/latency.py`).
 
     **Guarantee:** `deployed.act(observation, key)` equals
     `policy.act(observation, key, use_gate)` bit for bit: the same traced function, compiled by
