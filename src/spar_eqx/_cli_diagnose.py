@@ -299,7 +299,7 @@ def _fit_anchor(plan: _Plan, seed: int, quiet: bool):
                     trainer.learners[0],
                     states,
                     trainer.data,
-                    trainer._chunk_keys(index, done),
+                    trainer.chunk_keys(index, done),
                     stage_steps=total,
                     phase=step.index,
                     num_steps=size,

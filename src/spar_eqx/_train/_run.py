@@ -159,7 +159,12 @@ class Trainer:
 
         return eqx.filter_eval_shape(build)
 
-    def _chunk_keys(self, step_index: int, step: int):
+    def chunk_keys(self, step_index: int, step: int):
+        """Every run's key for the chunk of phase `step_index` that starts at update `step`.
+
+        A pure function of the run's seed, the phase and the step, so a resumed run, or a
+        command that replays Stage I (`spar-eqx diagnose`), draws the same batches.
+        """
         return jax.vmap(lambda k: jr.fold_in(jr.fold_in(k, 100 + step_index), step))(self.run_keys)
 
     # ---- checkpoints
@@ -342,7 +347,7 @@ class Trainer:
                     learners[stage],
                     states,
                     self.data,
-                    self._chunk_keys(i, step),
+                    self.chunk_keys(i, step),
                     stage_steps=c.steps[stage],
                     phase=self.steps[i].index,
                     num_steps=size,
