@@ -216,7 +216,7 @@ def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while writing metadata")
 
-    monkeypatch.setattr(module, "_write_metadata", broken)
+    monkeypatch.setattr(module, "write_metadata", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _collect("random", tmp_path, seed=1, overwrite=True)
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before

@@ -24,8 +24,7 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import _cli_diagnose, _cli_train
-    from .data import _collect
+    from . import _cli_collect, _cli_diagnose, _cli_train
 
     train = sub.add_parser(
         "train",
@@ -50,8 +49,8 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     collect = sub.add_parser(
         "collect", help="generate a D4RL-style Minari dataset with an online SAC (D4RL recipe)"
     )
-    _collect.add_arguments(collect)
-    collect.set_defaults(run=_collect.run_from_args)
+    _cli_collect.add_arguments(collect)
+    collect.set_defaults(run=_cli_collect.run_from_args)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The one error type that dataset loading raises."""
+"""The error types of the data modules: loading's `DatasetError` and `collect`'s `CollectError`."""
 
 
 class DatasetError(ValueError):
@@ -7,3 +7,7 @@ class DatasetError(ValueError):
     Raised before anything is returned, so a caller never holds a half-loaded or
     half-validated dataset.
     """
+
+
+class CollectError(ValueError):
+    """What `collect` was asked cannot be done; the message says what was given and what to do."""
