@@ -116,6 +116,51 @@ def test_evaluate_command_reproduces_final_scores(finished_run, capsys):
     assert "gate acceptance" in capsys.readouterr().out
 
 
+def test_evaluate_regates_a_run_without_retraining(finished_run, tmp_path, capsys):
+    before = (finished_run / "evaluation.json").read_bytes()
+    results = json.loads((finished_run / "results.json").read_text())
+    # Thresholds nothing passes: the gate always falls back, so SPAR plays the anchor's
+    # actions bit for bit, and its episodes are the anchor's.
+    strict = tmp_path / "strict.json"
+    argv = ["evaluate", str(finished_run), "--episodes", "1", "--json", str(strict)]
+    assert main([*argv, "--gate", "eta_abs=1e9"]) == 0
+    record = json.loads(strict.read_text())
+    assert record["gate_overrides"] == {"eta_abs": 1e9} and record["gate"]["eta_abs"] == 1e9
+    assert record["episodes"]["spar"]["gate_acceptance"] == [0.0, 0.0]
+    assert record["returns"]["spar"] == record["returns"]["base"]
+    assert record["returns"]["base"] == results["returns"]["base"]  # the anchor is untouched
+    assert "re-gated without retraining: eta_abs=1e+09" in capsys.readouterr().out
+    # Thresholds everything passes, and more candidates: the residual is used at every step.
+    loose = tmp_path / "loose.json"
+    argv[-1] = str(loose)
+    gates = ["--gate", "eta_abs=-1e9", "--gate", "eta-rel=-1e9", "--gate", "num_candidates=6"]
+    assert main([*argv, *gates]) == 0
+    record = json.loads(loose.read_text())
+    assert record["episodes"]["spar"]["gate_acceptance"] == [1.0, 1.0]
+    assert record["gate"]["num_candidates"] == 6
+    # Neither wrote the run's own evaluation.json.
+    assert (finished_run / "evaluation.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "gate, message",
+    [
+        ("eta_rel", "expected NAME=VALUE"),
+        ("gate_critics=2", "expected NAME=VALUE with NAME one of eta_abs"),
+        ("eta_rel=high", "eta_rel must be a number"),
+        ("num_candidates=2.5", "must be a whole number"),
+        ("num_candidates=0", "num_candidates"),
+        ("eps=0", "eps"),
+    ],
+)
+def test_evaluate_refuses_a_bad_gate_setting(finished_run, tmp_path, capsys, gate, message):
+    out = tmp_path / "never.json"
+    argv = ["evaluate", str(finished_run), "--gate", gate, "--json", str(out)]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("variant", ["mlp", "plas"])
 def test_other_variants_run_end_to_end(tmp_path, hopper_file, variant):
     assert _train(tmp_path / variant, hopper_file, "--variant", variant) == 0

@@ -121,6 +121,13 @@ def test_a_new_learner_trains_through_the_registry_with_one_trace(toy, hopper_fi
     assert np.abs(means[0]).sum() < np.abs(means[2]).sum()  # a slow rate is still far from it
 
 
+def test_evaluate_refuses_to_regate_a_run_without_a_gate(toy, hopper_file, tmp_path, capsys):
+    spar_eqx.train(_toy_config(hopper_file, seeds=1), tmp_path / "toy", progress=False)
+    assert main(["evaluate", str(tmp_path / "toy"), "--gate", "eta_rel=0"]) == 2
+    assert "is a toy run, which has none" in capsys.readouterr().err
+    assert not (tmp_path / "toy" / "evaluation.json").exists()
+
+
 def test_grid_points_share_the_plain_run_keys(toy, hopper_file, tmp_path):
     plain = spar_eqx.train(_toy_config(hopper_file), tmp_path / "plain", progress=False)
     swept = _toy_config(hopper_file, sweep=(("rate", (0.3, 0.1)),))

@@ -237,9 +237,48 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=int, default=None, help="episodes per seed")
     parser.add_argument("--seed", type=int, default=10_000, help="first evaluation env seed")
+    parser.add_argument(
+        "--gate", action="append", default=[], metavar="NAME=VALUE",
+        help="evaluate a SPAR run with one of its value gate's settings changed, without "
+        f"retraining ({', '.join(GATE_SETTINGS)}); repeat it to change several",
+    )  # fmt: skip
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH",
+        help="where to write the evaluation (default: RUN/evaluation.json)",
+    )  # fmt: skip
+
+
+# The gate settings `evaluate --gate` may change: eq. (12)'s thresholds, Q_rob's weight and the
+# candidates K. The gate's critic subset is not among them: it picks which trained members
+# score, which is a choice made for training (Table 7).
+GATE_SETTINGS = ("eta_abs", "eta_rel", "eps", "lambda_u", "num_candidates")
+
+
+def parse_gate(items: list[str]) -> dict[str, float | int]:
+    """`--gate NAME=VALUE` items as `{"gate.NAME": value}`; `UserError` on a bad item."""
+    overrides: dict[str, float | int] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in GATE_SETTINGS:
+            raise UserError(
+                f"--gate {item!r}: expected NAME=VALUE with NAME one of "
+                f"{', '.join(GATE_SETTINGS)}, e.g. --gate eta_rel=0.05."
+            )
+        try:
+            value = int(text) if name == "num_candidates" else float(text)
+        except ValueError:
+            kind = "a whole number" if name == "num_candidates" else "a number"
+            raise UserError(f"--gate {item!r}: {name} must be {kind}, got {text!r}.") from None
+        if f"gate.{name}" in overrides:
+            raise UserError(f"--gate sets {name} twice; give each setting once.")
+        overrides[f"gate.{name}"] = value
+    return overrides
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from ._train import load_trained
     from ._train._checkpoint import atomic_write
 
@@ -250,23 +289,45 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"--seed must lie in [0, {2**31 - 10**7}) (environment seeds are 32-bit and each "
             f"seed's episodes count up from it), got {args.seed}."
         )
-    target = args.run_dir / "evaluation.json"
-    writable = target if target.exists() else args.run_dir
-    if args.run_dir.is_dir() and not os.access(writable, os.W_OK):
+    overrides = parse_gate(args.gate)
+    target = args.json or args.run_dir / "evaluation.json"
+    if target.is_dir():
+        raise UserError(f"--json {target} is a folder; give the path of a file to write.")
+    folder = target.parent
+    writable = target if target.exists() else folder
+    if folder.is_dir() and not os.access(writable, os.W_OK):
         raise UserError(
             f"{writable} is not writable, so the evaluation could not be saved; make it "
-            "writable, or copy the run folder somewhere that is."
+            "writable, or give --json a path that is."
         )
+    if args.json is not None and not folder.is_dir():
+        raise UserError(f"--json {target}: the folder {folder} does not exist; create it first.")
     try:
         trainer, states = load_trained(args.run_dir)
     except (ValueError, FileNotFoundError) as error:
         raise UserError(str(error)) from error
+    if overrides:
+        fields = {f.name for f in dataclasses.fields(trainer.hyperparameters)}
+        if "gate" not in fields:
+            raise UserError(
+                f"--gate changes SPAR's value gate, and {args.run_dir} is a "
+                f"{trainer.config.algo} run, which has none."
+            )
+        try:
+            trainer.override(overrides)
+        except ValueError as error:
+            raise UserError(f"--gate: {error}") from None
+    if overrides:
+        changed = ", ".join(f"{k[5:]}={v:g}" for k, v in overrides.items())
+        print(f"re-gated without retraining: {changed}")
     record, _ = trainer.final_record(states, seed=args.seed, episodes=args.episodes)
     results = {
         "run": str(args.run_dir),
         "algo": trainer.config.algo,
         "seed": args.seed,
         "episodes_per_seed": args.episodes or trainer.config.eval_episodes,
+        **({"gate": dataclasses.asdict(trainer.hyperparameters.gate)} if overrides else {}),
+        **({"gate_overrides": {k[5:]: v for k, v in overrides.items()}} if overrides else {}),
         **record,
     }
     print_summary(results)

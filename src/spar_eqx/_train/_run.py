@@ -134,10 +134,16 @@ class Trainer:
     def apply_resolution(self, resolution: dict[str, Any]) -> None:
         """Build the later stages with `resolution["overrides"]` (from `resolve`, or from a
         checkpoint's header on resume)."""
-        overrides = resolution["overrides"]
         self.resolution = resolution
-        self.hyperparameters = replace(self.config.hyperparameters, overrides)
-        self.grid = [(params, replace(hyper, overrides)) for params, hyper in self.grid]
+        self.override(resolution["overrides"])
+
+    def override(self, overrides: dict[str, Any]) -> None:
+        """Rebuild every stage's learners with `overrides` (field paths such as
+        `"gate.eta_rel"`) applied at every grid point. Raises `ValueError` for an unknown
+        path or a value the config refuses, before anything changes."""
+        hyperparameters = replace(self.hyperparameters, overrides)
+        grid = [(params, replace(hyper, overrides)) for params, hyper in self.grid]
+        self.hyperparameters, self.grid = hyperparameters, grid
         self.build()
 
     def _header(self, **fields) -> dict[str, Any]:
