@@ -272,7 +272,6 @@ def _fit_anchor(plan: _Plan, seed: int, quiet: bool):
     from tqdm.auto import tqdm
 
     from ._train import Trainer
-    from ._train._chunk import run_chunk
 
     config = plan.run_config
     # The trainer prepares the data and builds the learners; nothing is written (its folder
@@ -293,19 +292,8 @@ def _fit_anchor(plan: _Plan, seed: int, quiet: bool):
             if step.stage != 0:
                 break
             done = 0
-            while done < step.phase.steps:
-                size = min(config.log_every, step.phase.steps - done)
-                states, metrics = run_chunk(
-                    trainer.learners[0],
-                    states,
-                    trainer.data,
-                    trainer.chunk_keys(index, done),
-                    stage_steps=total,
-                    phase=step.index,
-                    num_steps=size,
-                    batch_size=config.batch_size,
-                )
-                losses = {k: np.asarray(v) for k, v in metrics.items()}
+            for chunk_states, losses, size in trainer.phase_chunks(index, 0, states):
+                states = chunk_states
                 for name, values in losses.items():
                     if not np.all(np.isfinite(values)):
                         raise TrainingError(

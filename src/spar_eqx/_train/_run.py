@@ -347,19 +347,8 @@ class Trainer:
                     )
                     states = shard_runs(self.init_stage(stage, states), self.num_runs)
             offset = sum(s.phase.steps for s in self.steps[:i])
-            while step < phase.steps:
-                size = min(c.log_every, phase.steps - step)
-                states, metrics = run_chunk(
-                    learners[stage],
-                    states,
-                    self.data,
-                    self.chunk_keys(i, step),
-                    stage_steps=c.steps[stage],
-                    phase=self.steps[i].index,
-                    num_steps=size,
-                    batch_size=c.batch_size,
-                )
-                metrics = {k: np.asarray(v) for k, v in metrics.items()}
+            chunks = self.phase_chunks(i, step, states, learners[stage])
+            for states, metrics, size in chunks:
                 self._check_finite(metrics, i, step)
                 step += size
                 log.add_losses(
@@ -382,6 +371,37 @@ class Trainer:
                     self.resolve(states)
                     learners = self._sharded_learners()
         return states
+
+    def phase_chunks(self, step_index: int, step: int, states, learners=None):
+        """Train phase `step_index` from update `step` to its end, one chunk (`log_every`
+        updates) at a time.
+
+        **Arguments:** `step_index`, an index into `self.steps`; `step`, the phase's updates
+        already made; `states`, every run's states at that point; `learners`, the stage's
+        stacked learners (default: `self.learners` of the phase's stage).
+
+        **Yields:** `(states, metrics, size)` after each chunk: the new states, the chunk's
+        per-step metrics as NumPy arrays `(size, runs)`, and its number of updates. The
+        caller logs, checks, saves or stops between chunks; the keys depend only on the run,
+        the phase and the step (`chunk_keys`), so any caller draws the same batches.
+        """
+        c = self.config
+        stage, index, phase = self.steps[step_index]
+        learners = self.learners[stage] if learners is None else learners
+        while step < phase.steps:
+            size = min(c.log_every, phase.steps - step)
+            states, metrics = run_chunk(
+                learners,
+                states,
+                self.data,
+                self.chunk_keys(step_index, step),
+                stage_steps=c.steps[stage],
+                phase=index,
+                num_steps=size,
+                batch_size=c.batch_size,
+            )
+            yield states, {k: np.asarray(v) for k, v in metrics.items()}, size
+            step += size
 
     def _sharded_learners(self):
         return [shard_runs(lr, self.num_runs, jax.tree_util.tree_map(lambda _: 0, lr))
