@@ -293,17 +293,34 @@ def test_a_refused_resume_leaves_the_run_untouched(tmp_path, finished_run, capsy
     assert after == before
 
 
-def test_evaluate_prints_its_results_when_it_cannot_save_them(tmp_path, finished_run, capsys):
+def test_evaluate_prints_its_results_when_it_cannot_save_them(
+    tmp_path, finished_run, capsys, monkeypatch
+):
+    import errno
     import shutil
+
+    from spar_eqx._train import _checkpoint
 
     run = tmp_path / "unsaveable"
     shutil.copytree(finished_run, run)
     (run / "evaluation.json").unlink(missing_ok=True)
-    (run / "evaluation.json").mkdir()  # writing the file fails, even as root
+    # A target that cannot be a file is refused before anything is evaluated.
+    (run / "evaluation.json").mkdir()
+    assert main(["evaluate", str(run), "--episodes", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "is a folder" in captured.err and captured.out == ""
+    (run / "evaluation.json").rmdir()
+
+    # The disk fills up during the write: the results are printed, not lost.
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(_checkpoint, "atomic_write", full)
     assert main(["evaluate", str(run), "--episodes", "1"]) == 2
     captured = capsys.readouterr()
     assert "spar_no_gate" in captured.out  # the results were not lost
     assert "could not write" in captured.err and "printed above" in captured.err
+    assert not (run / "evaluation.json").exists()
 
 
 def test_a_killed_saves_temporary_file_is_cleaned_on_resume(tmp_path, hopper_file):

@@ -292,7 +292,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     overrides = parse_gate(args.gate)
     target = args.json or args.run_dir / "evaluation.json"
     if target.is_dir():
-        raise UserError(f"--json {target} is a folder; give the path of a file to write.")
+        where = f"--json {target}" if args.json else str(target)
+        raise UserError(
+            f"{where} is a folder, so the evaluation cannot be written there; give --json "
+            "the path of a file to write."
+        )
     folder = target.parent
     writable = target if target.exists() else folder
     if folder.is_dir() and not os.access(writable, os.W_OK):
