@@ -84,16 +84,13 @@ from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from _flops import MATMUL_SIZES, matmul_gflops
 from _record import write_record
-from throughput import ACT, OBS, _learner_and_states, synthetic_data
+from throughput import ACT, OBS, learner_program, synthetic_data
 
 from spar_eqx import ALGORITHMS
-from spar_eqx._train._chunk import run_chunk
 
 NAMES = ("bc", "iql", "td3bc")
 INSTALL = (
@@ -138,19 +135,14 @@ def update_flops(name: str) -> float:
 
 
 def ours(name: str, data, chunk: int):
-    """A function running one compiled chunk of `chunk` updates (state carried over)."""
-    learner, states, batch_size = _learner_and_states(name, 1)
-    keys = jax.vmap(jr.key)(jnp.arange(1))
-    carry = {"states": states, "calls": 0}
+    """A function running one compiled chunk of `chunk` updates (state carried over): the
+    program `throughput.py` times for 1 seed."""
+    program = learner_program(name, 1, data, chunk)
+    carry = {"state": program.state, "calls": 0}
 
     def call() -> int:
-        step_keys = jax.vmap(lambda k: jr.fold_in(k, carry["calls"]))(keys)
-        out = run_chunk(
-            learner, carry["states"], data, step_keys,
-            stage_steps=2 * chunk, phase=0, num_steps=chunk, batch_size=batch_size,
-        )  # fmt: skip
-        jax.block_until_ready(out)
-        carry["states"], carry["calls"] = out[0], carry["calls"] + 1
+        carry["state"] = program.step(carry["state"], carry["calls"])
+        carry["calls"] += 1
         return chunk
 
     return call
@@ -310,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         loadavg = os.getloadavg()[0]
         our_call = ours(name, data, args.chunk)
         their_call, sample_ms = theirs(name, dataset, args.pool)
-        our_call()  # compiles
+        our_call()  # warm-up (compiled when built)
         for _ in range(10):
             their_call()
         our_rates, their_rates, their_threads, matmul_rates = [], [], [], []
