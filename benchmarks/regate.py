@@ -25,7 +25,7 @@ import sys
 import numpy as np
 from _record import write_record
 
-from spar_eqx._cli_train import parse_gate
+from spar_eqx._cli_train import parse_gate, regate
 from spar_eqx._train import load_trained
 
 DEFAULT_SETTINGS = (
@@ -50,18 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, reference = [], None
     print(f"{'gate setting':<28}{'SPAR score':>18}{'accepted: data':>16}{'episodes':>10}")
     for setting in args.settings:
-        overrides = parse_gate([s for s in setting.split(",") if s])
-        trainer.override(overrides)
+        gate = regate(trainer, parse_gate([s for s in setting.split(",") if s]), args.run)
         record, _ = trainer.final_record(states, seed=args.seed, episodes=args.episodes)
         spar = np.asarray(record["scores"]["spar"])
         data = float(np.mean(record["diagnostics"]["gate_acceptance"]))
         along = float(np.mean(record["episodes"]["spar"]["gate_acceptance"]))
-        gate = trainer.hyperparameters.gate
         rows.append(
             {
                 "setting": setting or "the run's own",
-                "gate": {k: getattr(gate, k) for k in ("eta_abs", "eta_rel", "eps", "lambda_u")}
-                | {"num_candidates": gate.num_candidates},
+                "gate": gate,
                 "spar_scores": spar.tolist(),
                 "spar_mean": float(spar.mean()),
                 "acceptance_dataset": data,

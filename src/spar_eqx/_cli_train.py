@@ -5,6 +5,7 @@ algorithm needs no line here.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -255,8 +256,8 @@ GATE_SETTINGS = ("eta_abs", "eta_rel", "eps", "lambda_u", "num_candidates")
 
 
 def parse_gate(items: list[str]) -> dict[str, float | int]:
-    """`--gate NAME=VALUE` items as `{"gate.NAME": value}`; `UserError` on a bad item."""
-    overrides: dict[str, float | int] = {}
+    """`--gate NAME=VALUE` items as `{NAME: value}`; `UserError` on a bad item."""
+    settings: dict[str, float | int] = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip().replace("-", "_")
@@ -270,15 +271,32 @@ def parse_gate(items: list[str]) -> dict[str, float | int]:
         except ValueError:
             kind = "a whole number" if name == "num_candidates" else "a number"
             raise UserError(f"--gate {item!r}: {name} must be {kind}, got {text!r}.") from None
-        if f"gate.{name}" in overrides:
+        if name in settings:
             raise UserError(f"--gate sets {name} twice; give each setting once.")
-        overrides[f"gate.{name}"] = value
-    return overrides
+        settings[name] = value
+    return settings
+
+
+def regate(trainer, settings: dict[str, float | int], run_dir: Path) -> dict:
+    """Rebuild a loaded run's learners with its value gate's `settings` changed (`parse_gate`'s
+    output); the trained networks stay as they are.
+
+    **Returns:** every setting of the gate now in use. Raises `UserError` for a run without a
+    gate or a value the gate refuses, before anything changes.
+    """
+    if "gate" not in {f.name for f in dataclasses.fields(trainer.hyperparameters)}:
+        raise UserError(
+            f"--gate changes SPAR's value gate, and {run_dir} is a {trainer.config.algo} run, "
+            "which has none."
+        )
+    try:
+        trainer.override({f"gate.{name}": value for name, value in settings.items()})
+    except ValueError as error:
+        raise UserError(f"--gate: {error}") from None
+    return dataclasses.asdict(trainer.hyperparameters.gate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from ._train import load_trained
     from ._train._checkpoint import atomic_write
 
@@ -289,7 +307,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"--seed must lie in [0, {2**31 - 10**7}) (environment seeds are 32-bit and each "
             f"seed's episodes count up from it), got {args.seed}."
         )
-    overrides = parse_gate(args.gate)
+    settings = parse_gate(args.gate)
     target = args.json or args.run_dir / "evaluation.json"
     if target.is_dir():
         where = f"--json {target}" if args.json else str(target)
@@ -310,19 +328,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         trainer, states = load_trained(args.run_dir)
     except (ValueError, FileNotFoundError) as error:
         raise UserError(str(error)) from error
-    if overrides:
-        fields = {f.name for f in dataclasses.fields(trainer.hyperparameters)}
-        if "gate" not in fields:
-            raise UserError(
-                f"--gate changes SPAR's value gate, and {args.run_dir} is a "
-                f"{trainer.config.algo} run, which has none."
-            )
-        try:
-            trainer.override(overrides)
-        except ValueError as error:
-            raise UserError(f"--gate: {error}") from None
-    if overrides:
-        changed = ", ".join(f"{k[5:]}={v:g}" for k, v in overrides.items())
+    regated = {}
+    if settings:
+        regated = {"gate": regate(trainer, settings, args.run_dir), "gate_overrides": settings}
+        changed = ", ".join(f"{name}={value:g}" for name, value in settings.items())
         print(f"re-gated without retraining: {changed}")
     record, _ = trainer.final_record(states, seed=args.seed, episodes=args.episodes)
     results = {
@@ -330,8 +339,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "algo": trainer.config.algo,
         "seed": args.seed,
         "episodes_per_seed": args.episodes or trainer.config.eval_episodes,
-        **({"gate": dataclasses.asdict(trainer.hyperparameters.gate)} if overrides else {}),
-        **({"gate_overrides": {k[5:]: v for k, v in overrides.items()}} if overrides else {}),
+        **regated,
         **record,
     }
     print_summary(results)
