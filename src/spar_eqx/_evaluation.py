@@ -8,13 +8,13 @@ normalised scores.
 import dataclasses
 from typing import Protocol, runtime_checkable
 
-import equinox as eqx
 import gymnasium as gym
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ._module_jit import module_jit
 from ._scores import ReferenceScores, env_family, normalized_score, reference_scores
 
 # Gymnasium (v5) ids of the D4RL families that ship with gymnasium itself, for error messages.
@@ -170,11 +170,11 @@ def evaluate(
     The episodes run side by side in a `gymnasium.vector.SyncVectorEnv` of `num_envs` copies of
     the environment, in `ceil(episodes / num_envs)` rounds. Episode `i` is always seeded with
     `seed + i` (round `r` resets the vector env with `seed + r * num_envs`), so the returns of a
-    deterministic policy do not depend on `num_envs`. Each step, the policy (wrapped once in
-    `eqx.filter_jit`) is called once on the float32 observations of all environments. An
-    environment's episode counts until its first `terminated` or `truncated`; afterwards it is
-    still stepped (gymnasium resets it) but nothing more is counted. A round stops when all of its
-    episodes have ended.
+    deterministic policy do not depend on `num_envs`. Each step, the policy (jitted like
+    `eqx.filter_jit`, its PyTree partitioned once for all steps) is called once on the float32
+    observations of all environments. An environment's episode counts until its first
+    `terminated` or `truncated`; afterwards it is still stepped (gymnasium resets it) but
+    nothing more is counted. A round stops when all of its episodes have ended.
 
     The policy must return actions inside the action space: every step's actions are checked
     (shape `(num_envs, act_dim)`, finite, within `[low, high]` up to `1e-6`) and a `ValueError` is
@@ -281,8 +281,9 @@ def act_and_report(policy: BatchPolicy, observations, key):
     return policy(observations, key), {}
 
 
-# The policy's arrays are traced, so a policy of the same structure reuses the compile.
-_act_and_report = eqx.filter_jit(act_and_report)
+# The policy's arrays are traced, so a policy of the same structure reuses the compile; its
+# partition into arrays and the rest is done on the first step, not on every step.
+_act_and_report = module_jit(act_and_report)
 
 
 def _check_actions(actions, n, act_dim, low, high) -> np.ndarray:

@@ -10,6 +10,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 from ._config import GateConfig
 from ._ensemble import CriticEnsemble
 from ._gate import gate
+from ._module_jit import module_jit
 from ._networks import DeterministicPolicy, TanhGaussianPolicy
 from ._residual import LatentPolicy, ResidualCVAE, ResidualMLP
 from .data._normalize import ObservationNormalizer
@@ -132,9 +133,10 @@ class SPARPolicy(eqx.Module):
         """The action for one raw observation (jitted; a NumPy observation is cast as JAX
         casts jit arguments).
 
-        Each call flattens this policy's PyTree before XLA runs (`eqx.filter_jit`): about
-        0.15 ms on a CPU, as much as SPAR-MLP's whole computation. For a control loop,
-        `compile` does it once.
+        The policy's PyTree is partitioned into arrays and the rest on its first call and
+        remembered (`module_jit`), so a call costs the compiled computation and JAX's dispatch,
+        as `compile`'s does; it compiles again for a new observation shape or dtype, where a
+        `DeployedPolicy` refuses one.
 
         **Arguments:** as `act_with_info`.
 
@@ -150,9 +152,10 @@ class SPARPolicy(eqx.Module):
     ) -> "DeployedPolicy":
         """`act`, compiled once ahead of time for a control loop (Table 11's deployment).
 
-        `act` is jitted with `eqx.filter_jit`, which flattens and partitions this policy's
-        PyTree on every call before XLA runs: about 0.15 ms on a CPU, half of SPAR-MLP's
-        `act`. The returned `DeployedPolicy` does it once.
+        The returned `DeployedPolicy` runs one executable, compiled here, for one observation
+        shape and dtype and one key type: nothing is traced or compiled while the loop runs,
+        and an input of another kind raises instead of compiling (about as fast as `act`,
+        which compiles on demand).
 
         **Arguments:**
 
@@ -167,7 +170,6 @@ class SPARPolicy(eqx.Module):
         """
         return DeployedPolicy(self, observation, key, use_gate)
 
-    @eqx.filter_jit
     def act_batch(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray, use_gate: bool = True
     ) -> tuple[Float[Array, "n act_dim"], Bool[Array, " n"]]:
@@ -178,8 +180,7 @@ class SPARPolicy(eqx.Module):
 
         **Returns:** `(actions, accepted)` of shapes `(n, act_dim)` and `(n,)`.
         """
-        keys = jr.split(key, observations.shape[0])
-        return jax.vmap(self.act_with_info, in_axes=(0, 0, None))(observations, keys, use_gate)
+        return _act_batch(self, observations, key, use_gate)
 
     def __call__(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
@@ -216,24 +217,31 @@ class SPARPolicy(eqx.Module):
         return BasePolicy(self.normalizer, self.base)
 
 
-@eqx.filter_jit
-def _act(policy: SPARPolicy, observation, key, use_gate: bool):
-    # A function, not a jitted method: binding a jitted method builds a wrapper on every call
-    # (about 0.03 ms of `act`).
+def _act_one(policy: SPARPolicy, observation, key, use_gate: bool):
     return policy.act_with_info(observation, key, use_gate)[0]
+
+
+def _act_rows(policy: SPARPolicy, observations, key, use_gate: bool):
+    keys = jr.split(key, observations.shape[0])
+    return jax.vmap(policy.act_with_info, in_axes=(0, 0, None))(observations, keys, use_gate)
+
+
+# Functions of the policy, not jitted methods: binding a jitted method builds a wrapper on
+# every call (about 0.03 ms of `act`).
+_act = module_jit(_act_one, static_argnums=(3,))
+_act_batch = module_jit(_act_rows, static_argnums=(3,))
 
 
 class DeployedPolicy:
     """A `SPARPolicy`'s `act`, compiled ahead of time: the low-latency path for a control loop.
 
-    Built by `SPARPolicy.compile`. The policy is partitioned once into its arrays and the rest;
-    `act_with_info(observation, key, use_gate)[0]`, the function `SPARPolicy.act` jits, is
-    lowered and compiled once for the example's observation shape and dtype and key type; each
-    call hands the stored arrays, the observation and the key straight to that executable.
-    After construction nothing is traced, flattened module by module, or compiled: an
-    observation of another shape or dtype (after JAX's usual float64 -> float32 cast of NumPy
-    input), or another key type, raises a `TypeError` instead of recompiling. On a 2-core CPU
-    this saves about 0.15 ms a call over `act` (see `benchmarks/latency.py`).
+    Built by `SPARPolicy.compile`. The jitted function of `SPARPolicy.act` is lowered and
+    compiled once for the example's observation shape and dtype and key type; each call hands
+    the policy's stored arrays, the observation and the key straight to that executable. After
+    construction nothing is traced or compiled: an observation of another shape or dtype (after
+    JAX's usual float64 -> float32 cast of NumPy input), or another key type, raises a
+    `TypeError` instead of recompiling. It is as fast as `act` after `act`'s first call (see
+    `benchmarks/latency.py`); what it adds is that a control loop can never stall on a compile.
 
     **Guarantee:** `deployed.act(observation, key)` equals
     `policy.act(observation, key, use_gate)` bit for bit: the same traced function, compiled by
@@ -246,7 +254,7 @@ class DeployedPolicy:
     **Attributes:** `policy`, the `SPARPolicy`; `use_gate`, as passed to `SPARPolicy.compile`.
     """
 
-    __slots__ = ("policy", "use_gate", "_arrays", "_compiled")
+    __slots__ = ("policy", "use_gate", "_run")
 
     def __init__(
         self,
@@ -256,18 +264,10 @@ class DeployedPolicy:
         use_gate: bool = True,
     ):
         """**Arguments:** as `SPARPolicy.compile`, with the policy first."""
-        arrays, static = eqx.partition(policy, eqx.is_array)
-        leaves, treedef = jax.tree_util.tree_flatten(arrays)
-
-        def act(leaves, observation, key):
-            module = eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
-            return module.act_with_info(observation, key, use_gate)[0]
-
         if key is None:
             key = jax.eval_shape(jr.key, 0)
         self.policy, self.use_gate = policy, use_gate
-        self._arrays = tuple(jax.device_put(leaves))  # NumPy leaves move to the device once
-        self._compiled = jax.jit(act).lower(self._arrays, observation, key).compile()
+        self._run = _act.compile(policy, observation, key, use_gate)
 
     def act(
         self, observation: Float[ArrayLike, " obs_dim"], key: PRNGKeyArray
@@ -279,7 +279,7 @@ class DeployedPolicy:
 
         **Returns:** the action, shape `(act_dim,)`.
         """
-        return self._compiled(self._arrays, observation, key)
+        return self._run(observation, key)
 
 
 class NoGatePolicy(eqx.Module):
