@@ -7,8 +7,9 @@ deployed policy at the paper's sizes (10 critics, 256 units; the gate scores 10 
 
 - `compiled`: `deployed.act(observation, key)` with `deployed = policy.compile(observation)`,
   the control-loop path (partitioned and compiled once; the same actions as `act`, bit for bit);
-- `act`: `policy.act(observation, key)`, jitted with `eqx.filter_jit`, which flattens the policy
-  on every call.
+- `act`: `policy.act(observation, key)`, jitted like `eqx.filter_jit` with the policy's PyTree
+  partitioned on its first call and remembered (it compiles again for a new shape, where the
+  compiled path refuses one).
 
 The policy is built the way a deployment loads a checkpoint: its structure from the learners'
 own `init` and `spar_policy` under `eqx.filter_eval_shape` (nothing of Stage I or II is run or
