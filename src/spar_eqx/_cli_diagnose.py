@@ -210,12 +210,10 @@ def _stage1_states(trainer, *, shapes_only: bool = False):
     shapes and dtypes: the skeleton a checkpoint is read into, at no cost.)
     """
     import equinox as eqx
-    import jax
-    import jax.random as jr
 
     from ._train._chunk import init_states
 
-    keys = jax.vmap(lambda k: jr.fold_in(k, 0))(trainer.run_keys)
+    keys = trainer.init_keys(0)
     if shapes_only:
         return eqx.filter_eval_shape(init_states, trainer.learners[0], keys)
     return _compiled()[0](trainer.learners[0], keys)

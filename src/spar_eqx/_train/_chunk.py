@@ -50,6 +50,16 @@ def take_runs(tree, start: int, stop: int):
     return jax.tree_util.tree_map(lambda x: x[start:stop] if eqx.is_array(x) else x, tree)
 
 
+def gather_runs(tree, index):
+    """The runs `index` (an integer array) of stacked states; the shared step counter as is."""
+    return jax.tree_util.tree_map(
+        lambda axis, x: x if axis is None else x[index],
+        run_axes(tree),
+        tree,
+        is_leaf=lambda x: x is None,
+    )
+
+
 def init_states(learners: Learner, keys, previous=None):
     """`learner.init(key, previous)` for every run (one vmapped call)."""
     if previous is None:

@@ -5,7 +5,9 @@ for all of them); each compiled call runs `log_every` updates in a `lax.scan` th
 draws batch indices on the device. PRNG keys are derived from `(seed, phase, step)`,
 so a run resumed from a checkpoint continues with exactly the keys, and therefore the
 parameters, an uninterrupted run would have had; and every grid point trains with the
-keys of the plain run of the same seed.
+keys of the plain run of the same seed. Grid points whose learners agree up to a stage
+that is not the last share that stage's runs (`_sharing`): a sweep of Stage II's
+hyperparameters trains Stage I once per seed.
 """
 
 import contextlib
@@ -28,10 +30,19 @@ from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
 from ..data._transitions import spread_rows
 from ._checkpoint import load_checkpoint, previous_path, read_header, save_checkpoint
-from ._chunk import init_states, run_axes, run_chunk, run_devices, shard_runs, stack
+from ._chunk import (
+    gather_runs,
+    init_states,
+    run_axes,
+    run_chunk,
+    run_devices,
+    shard_runs,
+    stack,
+)
 from ._data import prepare
 from ._log import RunLog
 from ._results import evaluate_runs, gather, grid_record, point_record, support_ratios
+from ._sharing import StageRuns, parent_runs, stage_runs
 
 LATEST = "latest.eqx"
 
@@ -104,7 +115,8 @@ class Trainer:
     # ---- learners and phases
 
     def build(self) -> None:
-        """The learners of every stage, stacked over runs (grid point-major), and the phases.
+        """The learners of every stage, stacked over the stage's runs (group-major, see
+        `stage_layouts`), and the phases.
 
         An algorithm whose later stages depend on its first (`Algorithm.unresolved`) gets
         only its first stage here; `resolve` builds the rest once that stage has trained.
@@ -112,10 +124,12 @@ class Trainer:
         per_point = [
             self.algorithm.build(hyper, self.obs_dim, self.act_dim) for _, hyper in self.grid
         ]
+        k = self.num_local
+        self.stage_layouts: list[StageRuns] = stage_runs(per_point, len(self.algorithm.stages))
         stacked = []
-        for stage in range(len(per_point[0])):
-            runs = [hyperparameter_arrays(per_point[p][stage]) for p in range(len(self.grid))]
-            stacked.append(stack([runs[r // self.num_local] for r in range(self.num_runs)]))
+        for stage, layout in enumerate(self.stage_layouts):
+            runs = [hyperparameter_arrays(per_point[p][stage]) for p in layout.points]
+            stacked.append(stack([runs[r // k] for r in range(layout.runs(k))]))
         self.learners: list[Learner] = stacked
         template = per_point[0]
         self.steps = [
@@ -149,9 +163,24 @@ class Trainer:
     def _header(self, **fields) -> dict[str, Any]:
         return fields if self.resolution is None else {**fields, "resolution": self.resolution}
 
+    def stage_runs(self, stage: int) -> int:
+        """How many runs `stage` trains in this process: its groups of grid points (one per
+        grid point unless grid points share it) times the local seeds."""
+        return self.stage_layouts[stage].runs(self.num_local)
+
+    def init_keys(self, stage: int):
+        """Every run's key for `stage`'s initialisation (a function of the run's seed)."""
+        runs = self.run_keys[: self.stage_runs(stage)]  # run r's seed is seed_ids[r % k]
+        return jax.vmap(lambda k: jr.fold_in(k, stage))(runs)
+
     def init_stage(self, stage: int, previous=None):
-        keys = jax.vmap(lambda k: jr.fold_in(k, stage))(self.run_keys)
-        return init_states(self.learners[stage], keys, previous)
+        """Fresh states of `stage`'s runs; from stage 1 on, each continues from its run of
+        the previous stage (`previous`, stacked over that stage's runs)."""
+        if previous is not None:
+            layouts = self.stage_layouts
+            index = parent_runs(layouts[stage - 1], layouts[stage], self.num_local)
+            previous = gather_runs(previous, jnp.asarray(index))
+        return init_states(self.learners[stage], self.init_keys(stage), previous)
 
     def skeleton(self, stage: int):
         """The structure, shapes and dtypes of `stage`'s states (to deserialise a checkpoint
@@ -171,7 +200,8 @@ class Trainer:
         A pure function of the run's seed, the phase and the step, so a resumed run, or a
         command that replays Stage I (`spar-eqx diagnose`), draws the same batches.
         """
-        return jax.vmap(lambda k: jr.fold_in(jr.fold_in(k, 100 + step_index), step))(self.run_keys)
+        runs = self.run_keys[: self.stage_runs(self.steps[step_index].stage)]
+        return jax.vmap(lambda k: jr.fold_in(jr.fold_in(k, 100 + step_index), step))(runs)
 
     # ---- checkpoints
 
@@ -228,19 +258,23 @@ class Trainer:
             self.learners[stage], states
         )
 
-    def evaluate(self, policies, seed: int, episodes: int | None = None):
-        """`evaluate_runs` of stacked `policies` with this run's environment and settings."""
+    def evaluate(self, policies, seed: int, episodes: int | None = None, stage: int | None = None):
+        """`evaluate_runs` of `policies`, stacked over `stage`'s runs (default: the last
+        stage's), with this run's environment and settings; one row per grid point (grid
+        points that share the stage share its row)."""
         c = self.config
-        return evaluate_runs(
+        layout = self.stage_layouts[-1 if stage is None else stage]
+        rows = evaluate_runs(
             policies,
             self.seed_ids,
-            len(self.grid),
+            len(layout.points),
             self.env_id,
             episodes or c.eval_episodes,
             seed,
             self.dataset.reference,
             c.eval_max_episode_steps,
         )
+        return [rows[group] for group in layout.group_of]
 
     def _dataset_rows(self) -> np.ndarray:
         """An even spread of `config.acceptance_states` dataset rows the final measurements
@@ -312,7 +346,7 @@ class Trainer:
             start, step, states, log = self._restore()
         else:
             start, step, states, log = 0, 0, self.init_stage(0), RunLog()
-        states = shard_runs(states, self.num_runs)
+        states = shard_runs(states, self.stage_runs(self.steps[start].stage))
         total = sum(self.config.steps)  # every stage, including any not built yet
         bar = _progress(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
@@ -345,10 +379,12 @@ class Trainer:
                     save_checkpoint(
                         self.ckpt_dir / f"stage{stage}.eqx", self._header(phase=i - 1), states
                     )
-                    states = shard_runs(self.init_stage(stage, states), self.num_runs)
+                    states = shard_runs(self.init_stage(stage, states), self.stage_runs(stage))
             offset = sum(s.phase.steps for s in self.steps[:i])
             chunks = self.phase_chunks(i, step, states, learners[stage])
+            every_run = self.stage_layouts[stage].expand(self.num_local)
             for states, metrics, size in chunks:
+                metrics = {name: values[:, every_run] for name, values in metrics.items()}
                 self._check_finite(metrics, i, step)
                 step += size
                 log.add_losses(
@@ -404,8 +440,8 @@ class Trainer:
             step += size
 
     def _sharded_learners(self):
-        return [shard_runs(lr, self.num_runs, jax.tree_util.tree_map(lambda _: 0, lr))
-                for lr in self.learners]  # fmt: skip
+        return [shard_runs(lr, self.stage_runs(s), jax.tree_util.tree_map(lambda _: 0, lr))
+                for s, lr in enumerate(self.learners)]  # fmt: skip
 
     def results_header(self, seconds: float) -> dict[str, Any]:
         """What `results.json` says about the run, before its scores."""
@@ -421,6 +457,12 @@ class Trainer:
             "seeds": list(range(c.seeds)),
             "processes": self.process_count,
             "steps": dict(zip(self.algorithm.stages, c.steps, strict=True)),
+            # Runs each stage trained (all processes): fewer than grid points x seeds where
+            # grid points shared a stage.
+            "trained_runs": {
+                name: len(layout.points) * c.seeds
+                for name, layout in zip(self.algorithm.stages, self.stage_layouts, strict=False)
+            },
             "wall_clock_seconds": seconds,
             "reward_transform": self.reward_transform,
             "actions_rescaled_from": self.rescaled_from,
@@ -434,7 +476,7 @@ class Trainer:
 
     def _periodic_eval(self, stage: int, states, step: int, log: RunLog, *, periodic: bool):
         policies = self.policies(stage, states, periodic=periodic)
-        evaluated = self.evaluate(policies, seed=10_000)
+        evaluated = self.evaluate(policies, seed=10_000, stage=stage)
         self._log_evaluations(log, self.algorithm.stages[stage], step, evaluated)
 
     def _log_evaluations(self, log: RunLog, stage: str, step: int, evaluated) -> None:
