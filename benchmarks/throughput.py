@@ -5,7 +5,10 @@ Each algorithm's update runs through the trainer's own compiled chunk runner
 drawn on the device) on synthetic data of HalfCheetah's shape (17-d observations, 6-d
 actions, 100k transitions), with each algorithm's default sizes (SPAR: 10 critics, 256 units,
 batch 256). In the same run it times a plain, hand-written Equinox + Optax Stage I update of the
-same size (BC MLP + 10 critics + V), and prints our Stage I's throughput as a ratio of it.
+same size (BC MLP + 10 critics + V), and prints our Stage I's throughput as a ratio of it; and
+`reference_full`, the same hand-written update with the rest of Stage I's arithmetic (terminal
+masks, expectile weights, the five metrics it reports per step) with every hyperparameter a
+Python constant, where ours are arrays a grid can vmap.
 
 How it is timed. For each seed count, every selected program is compiled first (`compile_s`
 is the `lower().compile()` time alone). Then `--repeats` rounds each run one chunk of every
@@ -32,8 +35,9 @@ Usage (from the repository root):
 
 Rows: `{"name", "seeds", "updates_per_s", "seed_updates_per_s", "compile_s",
 "gflop_per_update", "gflops"}` (an update updates every seed, so `seed_updates_per_s =
-updates_per_s * seeds`), then one row per seed count `{"name": "stage1/reference", "seeds",
-"ratio", "round_ratios"}`, and one `{"name": "matmul", "gflops": {"256": x, "1024": y}}`.
+updates_per_s * seeds`), then one row per seed count and reference `{"name":
+"stage1/reference" (or "stage1/reference_full"), "seeds", "ratio", "round_ratios"}`, and
+one `{"name": "matmul", "gflops": {"256": x, "1024": y}}`.
 """
 
 import argparse
@@ -57,7 +61,19 @@ from spar_eqx._learner import hyperparameter_arrays
 from spar_eqx._train._chunk import init_states, run_chunk, stack
 from spar_eqx.data import Transitions
 
-NAMES = ("reference", "stage1", "mlp", "proj", "plas", "bc", "iql", "td3bc", "rebrac")
+NAMES = (
+    "reference",
+    "reference_full",
+    "stage1",
+    "stage1_const",
+    "mlp",
+    "proj",
+    "plas",
+    "bc",
+    "iql",
+    "td3bc",
+    "rebrac",
+)
 OBS, ACT, ROWS = 17, 6, 100_000
 
 
@@ -75,7 +91,16 @@ def synthetic_data(key) -> TrainingBatch:
 
 
 def _learner_and_states(name: str, seeds: int):
-    """`(stacked learner, states, batch size)` for a row name."""
+    """`(stacked learner, states, batch size)` for a row name.
+
+    `stage1_const` is Stage I with its hyperparameters left as Python floats instead of
+    stacked arrays: XLA folds them as constants, as in a library without vmappable grids.
+    """
+    if name == "stage1_const":
+        config = ALGORITHMS["spar"].config()
+        anchor = ALGORITHMS["spar"].build(config, OBS, ACT)[0]
+        keys = jax.vmap(jr.key)(jnp.arange(seeds))
+        return anchor, init_states(anchor, keys), config.batch_size
     if name in ("stage1", "mlp", "proj", "plas"):
         algo = ALGORITHMS["spar"]
         config = algo.config()
@@ -146,47 +171,74 @@ def reference_init(key):
     return params, opt_states
 
 
-def reference_step(params, opt_states, batch):
-    """BC + 10 critics on r + 0.99 V(s') + V by expectile 0.5 on the target critics' mean."""
+def reference_step(params, opt_states, batch, full: bool = False):
+    """BC + 10 critics on r + 0.99 V(s') + V by expectile 0.5 on the target critics' mean.
+
+    `full` adds what Stage I computes beyond that, written as plainly: the terminal mask of the
+    bootstrap, expectile weights in both regressions (the library's losses, with `tau = 0.5`
+    as constants), and the five metrics Stage I reports every step.
+    """
     policy, critics, target, value = params
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-4))
-    obs, act, rew, nxt = batch
+    obs, act, rew, nxt, term = batch
 
     def q_all(c, o, a):
         return eqx.filter_vmap(lambda m: jax.vmap(m)(jnp.concatenate([o, a], -1)))(c)
 
+    def weighted(diff):  # the expectile loss at tau = 0.5: half the squared error
+        return jnp.mean(jnp.where(diff < 0, 0.5, 0.5) * diff**2)
+
     def bc(p):
         return jnp.mean(jnp.sum((jnp.tanh(jax.vmap(p)(obs)) - act) ** 2, -1))
 
+    not_done = 1.0 - term.astype(jnp.float32) if full else 1.0
+    y = jax.lax.stop_gradient(rew + 0.99 * not_done * jax.vmap(value)(nxt))
+
     def critic_loss(c):
-        y = jax.lax.stop_gradient(rew + 0.99 * jax.vmap(value)(nxt))
-        return jnp.sum(jnp.mean((q_all(c, obs, act) - y) ** 2, -1))
+        q = q_all(c, obs, act)
+        if full:
+            return 2.0 * q.shape[0] * weighted((y[None] - q).ravel()), q
+        return jnp.sum(jnp.mean((q - y) ** 2, -1)), q
 
     def value_loss(v):
         q = jax.lax.stop_gradient(jnp.mean(q_all(target, obs, act), 0))
         diff = q - jax.vmap(v)(obs)
-        return jnp.mean(0.5 * diff**2)
+        return weighted(diff) if full else jnp.mean(0.5 * diff**2)
 
-    new, new_opt = [], []
-    losses = (bc, critic_loss, value_loss)
-    for model, loss, state in zip((policy, critics, value), losses, opt_states, strict=True):
-        grads = eqx.filter_grad(loss)(model)
+    new, new_opt, losses = [], [], []
+    grad_fns = (
+        eqx.filter_value_and_grad(bc),
+        eqx.filter_value_and_grad(critic_loss, has_aux=True),
+        eqx.filter_value_and_grad(value_loss),
+    )
+    for model, grad_fn, state in zip((policy, critics, value), grad_fns, opt_states, strict=True):
+        loss, grads = grad_fn(model)
         updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
         new.append(eqx.apply_updates(model, updates))
         new_opt.append(state)
+        losses.append(loss)
     tau = 0.005
     t_params, static = eqx.partition(target, eqx.is_inexact_array)
     mixed = jax.tree_util.tree_map(
         lambda t, o: (1 - tau) * t + tau * o, t_params, eqx.filter(new[1], eqx.is_inexact_array)
     )
     target = eqx.combine(mixed, static)
-    return (new[0], new[1], target, new[2]), tuple(new_opt)
+    (q_loss, q) = losses[1]
+    metrics = {
+        "bc_loss": losses[0],
+        "q_loss": q_loss,
+        "v_loss": losses[2],
+        "q_mean": jnp.mean(q),
+        "q_std": jnp.mean(jnp.std(q, axis=0)),
+    }
+    return (new[0], new[1], target, new[2]), tuple(new_opt), (metrics if full else None)
 
 
-def reference_program(seeds: int, data: TrainingBatch, chunk: int) -> Program:
+def reference_program(seeds: int, data: TrainingBatch, chunk: int, full: bool = False) -> Program:
     keys = jr.split(jr.key(0), seeds)
     params, opt_states = eqx.filter_vmap(reference_init)(keys)
     arrays = (data.observations, data.actions, data.rewards, data.next_observations)
+    arrays += (data.terminals,)
     arrays_in, static = eqx.partition((params, opt_states), eqx.is_array)
 
     def run(carry, key):
@@ -194,22 +246,24 @@ def reference_program(seeds: int, data: TrainingBatch, chunk: int) -> Program:
             p, o = eqx.combine(carry, static)
             index = jr.randint(k, (seeds, 256), 0, ROWS)
             batch = tuple(x[index] for x in arrays)
-            return eqx.filter(eqx.filter_vmap(reference_step)(p, o, batch), eqx.is_array), None
+            step = eqx.filter_vmap(lambda p, o, b: reference_step(p, o, b, full))
+            p, o, metrics = step(p, o, batch)
+            return eqx.filter((p, o), eqx.is_array), metrics
 
-        carry, _ = jax.lax.scan(body, carry, jr.split(key, chunk))
-        return carry
+        return jax.lax.scan(body, carry, jr.split(key, chunk))
 
     started = time.perf_counter()
     compiled = jax.jit(run).lower(arrays_in, jr.key(0)).compile()
     compile_s = time.perf_counter() - started
 
     def step(state, i):
-        out = compiled(state, jr.key(i))
-        jax.block_until_ready(out)
+        out, metrics = compiled(state, jr.key(i))
+        jax.block_until_ready((out, metrics))
         return out
 
     gflop = program_gflop(compiled)
-    return Program("reference", seeds, step, arrays_in, compile_s, gflop, compiled)
+    name = "reference_full" if full else "reference"
+    return Program(name, seeds, step, arrays_in, compile_s, gflop, compiled)
 
 
 def run_rounds(programs: list[Program], repeats: int, trace: Path | None) -> dict[str, list]:
@@ -248,13 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     rows = []
-    head = f"{'name':<10}{'seeds':>6}{'updates/s':>11}{'seed-upd/s':>12}{'compile s':>11}"
+    head = f"{'name':<15}{'seeds':>6}{'updates/s':>11}{'seed-upd/s':>12}{'compile s':>11}"
     print(head + f"{'GFLOP/upd':>11}{'GFLOP/s':>9}")
     for seeds in args.seeds:
         programs = []
         for name in args.only:
-            if name == "reference":
-                program = reference_program(seeds, data, args.chunk)
+            if name.startswith("reference"):
+                program = reference_program(seeds, data, args.chunk, name == "reference_full")
             else:
                 program = learner_program(name, seeds, data, args.chunk)
             programs.append(program)
@@ -281,18 +335,22 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             flop_cells = "" if gflops is None else f"{p.gflop_per_update:>11.2f}{gflops:>9.0f}"
             print(
-                f"{p.name:<10}{seeds:>6}{rate:>11.1f}{rate * seeds:>12.1f}"
+                f"{p.name:<15}{seeds:>6}{rate:>11.1f}{rate * seeds:>12.1f}"
                 f"{p.compile_s:>11.1f}" + flop_cells,
                 flush=True,
             )
-        if "reference" in times and "stage1" in times:
-            ratios = [r / s for r, s in zip(times["reference"], times["stage1"], strict=True)]
+        for reference in ("reference", "reference_full"):
+            if reference not in times or "stage1" not in times:
+                continue
+            pairs = zip(times[reference], times["stage1"], strict=True)
+            ratios = [r / s for r, s in pairs]
             ratio = statistics.median(ratios)
             rows.append(
-                {"name": "stage1/reference", "seeds": seeds, "ratio": ratio, "round_ratios": ratios}
-            )
+                {"name": f"stage1/{reference}", "seeds": seeds, "ratio": ratio,
+                 "round_ratios": ratios}
+            )  # fmt: skip
             print(
-                f"Stage I / plain reference, {seeds} seed(s): {ratio:.2f}x "
+                f"Stage I / {reference}, {seeds} seed(s): {ratio:.2f}x "
                 f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
                 flush=True,
             )
