@@ -221,16 +221,9 @@ def _stage1_states(trainer, *, shapes_only: bool = False):
 
 def _first_run(states):
     """The state of run 0 of states stacked over runs (the shared step counter as is)."""
-    import jax
+    from ._train._chunk import gather_runs
 
-    from ._train._chunk import run_axes
-
-    return jax.tree_util.tree_map(
-        lambda axis, x: x if axis is None else x[0],
-        run_axes(states),
-        states,
-        is_leaf=lambda x: x is None,
-    )
+    return gather_runs(states, 0)
 
 
 def _load_anchor(plan: _Plan):

@@ -43,7 +43,8 @@ def _structure(treedef, static) -> _Structure:
 
 
 def _partition(module) -> tuple[_Structure, tuple]:
-    entry = _PARTITIONS.get(id(module))
+    key = id(module)
+    entry = _PARTITIONS.get(key)
     if entry is not None and entry[0]() is module:
         return entry[1], entry[2]
     arrays, static = eqx.partition(module, eqx.is_array)
@@ -51,7 +52,6 @@ def _partition(module) -> tuple[_Structure, tuple]:
     structure, leaves = _structure(treedef, static), tuple(leaves)
     if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
         return structure, leaves  # a module built inside a trace dies with it: not kept
-    key = id(module)
     try:
         ref = weakref.ref(module, lambda _: _PARTITIONS.pop(key, None))
     except TypeError:  # not weakly referenceable: partitioned on every call, like filter_jit
@@ -86,7 +86,6 @@ class module_jit:
             return fn(structure.rebuild(leaves), *args)
 
         self.__wrapped__ = fn
-        self._static = frozenset(static_argnums)
         self._jitted = jax.jit(run, static_argnums=(0,) + tuple(i + 1 for i in static_argnums))
 
     def __call__(self, module, *args):

@@ -51,7 +51,8 @@ def take_runs(tree, start: int, stop: int):
 
 
 def gather_runs(tree, index):
-    """The runs `index` (an integer array) of stacked states; the shared step counter as is."""
+    """The runs `index` (an integer, or an integer array) of stacked states; the shared step
+    counter as is."""
     return jax.tree_util.tree_map(
         lambda axis, x: x if axis is None else x[index],
         run_axes(tree),

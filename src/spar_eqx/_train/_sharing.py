@@ -10,7 +10,6 @@ grid point the runs of its configuration when the next stage starts.
 from typing import NamedTuple
 
 import equinox as eqx
-import jax
 import numpy as np
 
 
@@ -36,20 +35,6 @@ class StageRuns(NamedTuple):
         return np.asarray(self.group_of)[runs // seeds] * seeds + runs % seeds
 
 
-def _equal(a: eqx.Module, b: eqx.Module) -> bool:
-    leaves_a, tree_a = jax.tree_util.tree_flatten(a)
-    leaves_b, tree_b = jax.tree_util.tree_flatten(b)
-    if tree_a != tree_b:
-        return False
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        if eqx.is_array(x) or eqx.is_array(y):
-            if not np.array_equal(np.asarray(x), np.asarray(y)):
-                return False
-        elif x != y:
-            return False
-    return True
-
-
 def stage_runs(per_point: list[tuple[eqx.Module, ...]], stages: int) -> list[StageRuns]:
     """Each stage's groups: grid points whose learners of that stage and every earlier one are
     equal share the stage's runs. The last stage is never shared (each grid point is
@@ -72,7 +57,7 @@ def stage_runs(per_point: list[tuple[eqx.Module, ...]], stages: int) -> list[Sta
                     (
                         g
                         for g, q in enumerate(points)
-                        if all(_equal(learners[s], per_point[q][s]) for s in range(stage + 1))
+                        if eqx.tree_equal(learners[: stage + 1], per_point[q][: stage + 1])
                     ),
                     None,
                 )
