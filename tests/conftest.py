@@ -31,3 +31,11 @@ def getkey():
         return sub
 
     return _getkey
+
+
+@pytest.fixture(scope="session")
+def hopper_file(tmp_path_factory):
+    """A small D4RL-format Hopper file (`helpers.write_hopper_hdf5`), written once, read-only."""
+    from .helpers import write_hopper_hdf5
+
+    return write_hopper_hdf5(tmp_path_factory.mktemp("data") / "hopper.hdf5")

@@ -2,8 +2,11 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import equinox as eqx
+import gymnasium as gym
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,3 +61,27 @@ def killed_at_replace(target: str, argv: list[str]) -> subprocess.CompletedProce
         text=True,
         timeout=600,
     )
+
+
+def write_hopper_hdf5(path: Path, steps: int = 600, reward_scale: float = 1.0) -> Path:
+    """A D4RL-format file from uniform-random Hopper-v5 play (time limit 40 steps)."""
+    env = gym.make("Hopper-v5", max_episode_steps=40)
+    rng = np.random.default_rng(0)
+    rows = {k: [] for k in ("observations", "actions", "rewards", "next_observations")}
+    terminals, timeouts = [], []
+    obs, _ = env.reset(seed=0)
+    for _ in range(steps):
+        action = rng.uniform(-1, 1, 3).astype(np.float32)
+        nxt, reward, term, trunc, _ = env.step(action)
+        for key, value in zip(rows, (obs, action, reward * reward_scale, nxt), strict=True):
+            rows[key].append(value)
+        terminals.append(term)
+        timeouts.append(trunc and not term)
+        obs = env.reset()[0] if term or trunc else nxt
+    env.close()
+    with h5py.File(path, "w") as f:
+        for key, values in rows.items():
+            f[key] = np.asarray(values, np.float32 if key != "rewards" else np.float64)
+        f["terminals"], f["timeouts"] = np.asarray(terminals), np.asarray(timeouts)
+        f.attrs["env_id"] = "Hopper-v5"
+    return path

@@ -15,15 +15,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import spar_eqx
-from spar_eqx import Learner, Phase, RunConfig, TrainingBatch
+from spar_eqx import Learner, Phase, TrainingBatch
 from spar_eqx._hyper import Scalar, check_open_unit, hyper
 from spar_eqx._registry import ALGORITHMS, Algorithm
 from spar_eqx._train import _run, load_trained
 from spar_eqx._train._checkpoint import load_checkpoint
 from spar_eqx._train._sharing import StageRuns, parent_runs, stage_runs
 
-from .test_train import _write_hopper_hdf5
-from .test_trainer_protocol import ToyPolicy, ToyState
+from .test_trainer_protocol import ToyPolicy, ToyState, _toy_config
 
 
 class TwoRateConfig(eqx.Module):
@@ -76,23 +75,8 @@ def two_rates(monkeypatch):
     return entry
 
 
-@pytest.fixture(scope="module")
-def hopper_file(tmp_path_factory):
-    return _write_hopper_hdf5(tmp_path_factory.mktemp("data") / "hopper.hdf5")
-
-
 def _config(dataset, **fields):
-    base = dict(
-        algo="tworates",
-        dataset=str(dataset),
-        steps=(40, 20),
-        seeds=2,
-        eval_episodes=1,
-        eval_max_episode_steps=5,
-        log_every=20,
-        checkpoint_every=20,
-    )
-    return RunConfig(**(base | fields))
+    return _toy_config(dataset, **({"algo": "tworates", "steps": (40, 20)} | fields))
 
 
 def _unshared(per_point, stages):

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from spar_eqx import load_trained
 from spar_eqx._cli import main
 
-from .helpers import killed_at_replace, tree_equal_bits
+from .helpers import killed_at_replace, tree_equal_bits, write_hopper_hdf5
 
 TINY = [
     "--stage1-steps", "40", "--stage2-steps", "40", "--seeds", "2", "--batch-size", "16",
@@ -25,35 +24,6 @@ TINY = [
     "--candidates", "4", "--gate-candidates", "3", "--eval-episodes", "1",
     "--eval-max-episode-steps", "15", "--log-every", "10", "--checkpoint-every", "10", "--quiet",
 ]  # fmt: skip
-
-
-def _write_hopper_hdf5(path: Path, steps: int = 600, reward_scale: float = 1.0) -> Path:
-    """A D4RL-format file from uniform-random Hopper-v5 play (time limit 40 steps)."""
-    env = gym.make("Hopper-v5", max_episode_steps=40)
-    rng = np.random.default_rng(0)
-    rows = {k: [] for k in ("observations", "actions", "rewards", "next_observations")}
-    terminals, timeouts = [], []
-    obs, _ = env.reset(seed=0)
-    for _ in range(steps):
-        action = rng.uniform(-1, 1, 3).astype(np.float32)
-        nxt, reward, term, trunc, _ = env.step(action)
-        for key, value in zip(rows, (obs, action, reward * reward_scale, nxt), strict=True):
-            rows[key].append(value)
-        terminals.append(term)
-        timeouts.append(trunc and not term)
-        obs = env.reset()[0] if term or trunc else nxt
-    env.close()
-    with h5py.File(path, "w") as f:
-        for key, values in rows.items():
-            f[key] = np.asarray(values, np.float32 if key != "rewards" else np.float64)
-        f["terminals"], f["timeouts"] = np.asarray(terminals), np.asarray(timeouts)
-        f.attrs["env_id"] = "Hopper-v5"
-    return path
-
-
-@pytest.fixture(scope="module")
-def hopper_file(tmp_path_factory):
-    return _write_hopper_hdf5(tmp_path_factory.mktemp("data") / "hopper.hdf5")
 
 
 def _train(out: Path, dataset: Path, *extra: str) -> int:
@@ -236,7 +206,7 @@ def test_bad_input_is_refused_with_a_message(tmp_path, hopper_file, capsys):
 
 
 def test_nan_loss_stops_with_stage_and_step(tmp_path, capsys):
-    data = _write_hopper_hdf5(tmp_path / "huge.hdf5", steps=200, reward_scale=1e37)
+    data = write_hopper_hdf5(tmp_path / "huge.hdf5", steps=200, reward_scale=1e37)
     out = tmp_path / "nan"
     code = main(
         ["train", "--dataset", str(data), "--out", str(out), "--reward-transform", "none", *TINY]
@@ -284,7 +254,7 @@ def test_two_processes_split_seeds_and_process_zero_gathers(tmp_path, hopper_fil
 
 def test_a_refused_resume_leaves_the_run_untouched(tmp_path, finished_run, capsys):
     """`--resume` with other options is refused before any file of the run changes."""
-    other = _write_hopper_hdf5(tmp_path / "other.hdf5", steps=300)
+    other = write_hopper_hdf5(tmp_path / "other.hdf5", steps=300)
     before = {p: p.read_bytes() for p in finished_run.rglob("*") if p.is_file()}
     code = _train(finished_run, other, "--variant", "proj", "--resume")
     err = capsys.readouterr().err
@@ -333,7 +303,7 @@ def test_a_killed_saves_temporary_file_is_cleaned_on_resume(tmp_path, hopper_fil
 
 
 def test_a_dataset_on_another_action_scale_is_refused(tmp_path, capsys):
-    path = _write_hopper_hdf5(tmp_path / "wide.hdf5", steps=100)
+    path = write_hopper_hdf5(tmp_path / "wide.hdf5", steps=100)
     with h5py.File(path, "a") as f:
         actions = f["actions"][:] * 2.0
         del f["actions"]
@@ -354,7 +324,7 @@ def test_a_dataset_on_another_action_scale_is_refused(tmp_path, capsys):
 
 
 def test_env_reaches_the_loader_of_a_file_that_names_none(tmp_path, capsys):
-    path = _write_hopper_hdf5(tmp_path / "anonymous.hdf5", steps=200)
+    path = write_hopper_hdf5(tmp_path / "anonymous.hdf5", steps=200)
     with h5py.File(path, "a") as f:
         del f.attrs["env_id"]
     assert _train(tmp_path / "refused", path) == 2

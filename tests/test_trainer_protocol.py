@@ -19,7 +19,7 @@ from spar_eqx._registry import ALGORITHMS, Algorithm
 from spar_eqx._run_config import sweep_names
 from spar_eqx._train import load_trained
 
-from .test_train import TINY, _write_hopper_hdf5
+from .test_train import TINY
 
 TRACES = {"count": 0}
 
@@ -82,11 +82,6 @@ def toy(monkeypatch):
     monkeypatch.setitem(ALGORITHMS, "toy", entry)
     TRACES["count"] = 0
     return entry
-
-
-@pytest.fixture(scope="module")
-def hopper_file(tmp_path_factory):
-    return _write_hopper_hdf5(tmp_path_factory.mktemp("data") / "hopper.hdf5")
 
 
 def _toy_config(dataset, **fields):
