@@ -52,8 +52,11 @@ def _partition(module) -> tuple[_Structure, tuple]:
     structure, leaves = _structure(treedef, static), tuple(leaves)
     if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
         return structure, leaves  # a module built inside a trace dies with it: not kept
+    # The callback holds the table itself, not the module global: at interpreter exit the
+    # global is cleared before the last modules die.
+    partitions = _PARTITIONS
     try:
-        ref = weakref.ref(module, lambda _: _PARTITIONS.pop(key, None))
+        ref = weakref.ref(module, lambda _: partitions.pop(key, None))
     except TypeError:  # not weakly referenceable: partitioned on every call, like filter_jit
         return structure, leaves
     _PARTITIONS[key] = (ref, structure, leaves)
