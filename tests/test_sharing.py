@@ -142,7 +142,7 @@ def test_a_shared_stage_resumes_exactly(two_rates, hopper_file, tmp_path, monkey
             return False
 
     with monkeypatch.context() as patch:
-        patch.setattr(_run, "_stop_at_chunk_boundary", StopOnce)
+        patch.setattr(_run, "stop_at_chunk_boundary", StopOnce)
         with pytest.raises(KeyboardInterrupt):
             spar_eqx.train(swept, tmp_path / "cut", progress=False)
     spar_eqx.train(swept, tmp_path / "cut", progress=False, resume=True)

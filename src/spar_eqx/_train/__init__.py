@@ -2,7 +2,9 @@
 
 - `_chunk`: the run axis (grid points x seeds) and the compiled chunk runner;
 - `_data`: the dataset loaded, checked against its environment and normalised;
-- `_run`: the run loop, checkpoints and resume (`Trainer`);
+- `_run`: the run loop, checkpoints and resume (`Trainer`); `_interrupt`: its Ctrl-C and
+  progress bar; `_sharing`: which grid points share a stage's runs;
+- `_evaluate`: the trainer's evaluation half (policies, scores, diagnostics, the record);
 - `_results`: evaluation of stacked runs and the shape of `results.json`;
 - `_log`: `metrics.csv` and the learning-curve plot; `_checkpoint`: atomic files;
 - `_api`: `train` and `load_trained`.

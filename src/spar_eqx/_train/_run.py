@@ -10,10 +10,7 @@ that is not the last share that stage's runs (`_sharing`): a sweep of Stage II's
 hyperparameters trains Stage I once per seed.
 """
 
-import contextlib
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,20 +25,13 @@ from .._errors import CheckpointError, TrainingError
 from .._hyper import replace
 from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
-from ..data._transitions import spread_rows
 from ._checkpoint import load_checkpoint, previous_path, read_header, save_checkpoint
-from ._chunk import (
-    gather_runs,
-    init_states,
-    run_axes,
-    run_chunk,
-    run_devices,
-    shard_runs,
-    stack,
-)
+from ._chunk import gather_runs, init_states, run_chunk, shard_runs, stack
 from ._data import prepare
+from ._evaluate import RunEvaluation
+from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
-from ._results import evaluate_runs, gather, grid_record, point_record, support_ratios
+from ._results import gather
 from ._sharing import StageRuns, parent_runs, stage_runs
 
 LATEST = "latest.eqx"
@@ -55,7 +45,7 @@ class Step(NamedTuple):
     phase: Phase
 
 
-class Trainer:
+class Trainer(RunEvaluation):
     """Runs every stage of `config.algo` for this process's seeds and every grid point.
 
     With `process_count` processes, process `p` runs the contiguous seeds
@@ -243,85 +233,6 @@ class Trainer:
         _, states = load_checkpoint(path, self.skeleton(stage))
         return header["phase"], header["step"], states, RunLog.from_json(header["log"])
 
-    # ---- evaluation
-
-    def policies(self, stage: int, states, *, periodic: bool = False):
-        """The stage's deployable policies, stacked over runs."""
-
-        def build(learner, state):
-            if periodic:
-                return learner.periodic_policies(state, self.normalizer)
-            return learner.policies(state, self.normalizer)
-
-        # Built under vmap so that the shared normaliser gets the run axis too.
-        return eqx.filter_vmap(build, in_axes=(eqx.if_array(0), run_axes(states)))(
-            self.learners[stage], states
-        )
-
-    def evaluate(self, policies, seed: int, episodes: int | None = None, stage: int | None = None):
-        """`evaluate_runs` of `policies`, stacked over `stage`'s runs (default: the last
-        stage's), with this run's environment and settings; one row per grid point (grid
-        points that share the stage share its row)."""
-        c = self.config
-        layout = self.stage_layouts[-1 if stage is None else stage]
-        rows = evaluate_runs(
-            policies,
-            self.seed_ids,
-            len(layout.points),
-            self.env_id,
-            episodes or c.eval_episodes,
-            seed,
-            self.dataset.reference,
-            c.eval_max_episode_steps,
-        )
-        return [rows[group] for group in layout.group_of]
-
-    def _dataset_rows(self) -> np.ndarray:
-        """An even spread of `config.acceptance_states` dataset rows the final measurements
-        use."""
-        return spread_rows(self.dataset.transitions.num_transitions, self.config.acceptance_states)
-
-    def diagnostics(self, states) -> list[dict[str, np.ndarray]]:
-        """The last stage's diagnostics per grid point, each `(local seeds,)`, on dataset states."""
-        obs = self.dataset.transitions.observations[self._dataset_rows()]
-        keys = jax.vmap(lambda k: jr.fold_in(jr.key(12345), k))(jnp.asarray(self.run_seeds))
-        stage = len(self.algorithm.stages) - 1
-        measure = eqx.filter_vmap(
-            lambda learner, state, key: learner.diagnostics(state, self.normalizer, obs, key),
-            in_axes=(eqx.if_array(0), run_axes(states), 0),
-        )
-        values = {k: np.asarray(v) for k, v in measure(self.learners[stage], states, keys).items()}
-        k = self.num_local
-        return [
-            {n: v[p * k : (p + 1) * k] for n, v in values.items()} for p in range(len(self.grid))
-        ]
-
-    def final_record(
-        self, states, seed: int = 10_000, episodes: int | None = None
-    ) -> tuple[dict[str, Any], list]:
-        """Scores, returns and diagnostics of the final policies (per grid point with a sweep),
-        and the raw per-point evaluations. The record's `evaluation` says how long the
-        episodes took: `env_steps` (every policy's, this process) and `seconds`."""
-        stage = len(self.algorithm.stages) - 1
-        policies = self.policies(stage, states)
-        started = time.perf_counter()
-        evaluated = self.evaluate(policies, seed, episodes)
-        seconds = time.perf_counter() - started
-        env_steps = int(sum(e.env_steps.sum() for row in evaluated for e in row.values()))
-        diagnostics = self.diagnostics(states)
-        rows = self._dataset_rows()
-        t = self.dataset.transitions
-        support = support_ratios(
-            policies, t.observations[rows], t.actions, len(self.grid), self.num_local
-        )
-        records = [
-            point_record(e, d, r) for e, d, r in zip(evaluated, diagnostics, support, strict=True)
-        ]
-        record = grid_record([params for params, _ in self.grid], records)
-        rate = env_steps / seconds
-        record["evaluation"] = {"env_steps": env_steps, "seconds": seconds, "env_steps_per_s": rate}
-        return record, evaluated
-
     # ---- main loop
 
     def run(self, *, resume: bool = False) -> dict[str, Any]:
@@ -348,10 +259,10 @@ class Trainer:
             start, step, states, log = 0, 0, self.init_stage(0), RunLog()
         states = shard_runs(states, self.stage_runs(self.steps[start].stage))
         total = sum(self.config.steps)  # every stage, including any not built yet
-        bar = _progress(total, self.progress)
+        bar = progress_bar(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
         try:
-            with _stop_at_chunk_boundary() as stop_requested:
+            with stop_at_chunk_boundary() as stop_requested:
                 states = self._loop(start, step, states, log, bar, stop_requested)
         finally:
             bar.close()
@@ -443,52 +354,6 @@ class Trainer:
         return [shard_runs(lr, self.stage_runs(s), jax.tree_util.tree_map(lambda _: 0, lr))
                 for s, lr in enumerate(self.learners)]  # fmt: skip
 
-    def results_header(self, seconds: float) -> dict[str, Any]:
-        """What `results.json` says about the run, before its scores."""
-        c = self.config
-        resolved = {k: v for k, v in (self.resolution or {}).items() if k != "overrides"}
-        return {
-            "algo": c.algo,
-            "label": self.algorithm.label(self.hyperparameters),
-            **self.algorithm.record(self.hyperparameters),
-            **resolved,
-            "dataset": self.dataset.name,
-            "env_id": self.env_id,
-            "seeds": list(range(c.seeds)),
-            "processes": self.process_count,
-            "steps": dict(zip(self.algorithm.stages, c.steps, strict=True)),
-            # Runs each stage trained (all processes): fewer than grid points x seeds where
-            # grid points shared a stage.
-            "trained_runs": {
-                name: len(layout.points) * c.seeds
-                for name, layout in zip(self.algorithm.stages, self.stage_layouts, strict=False)
-            },
-            "wall_clock_seconds": seconds,
-            "reward_transform": self.reward_transform,
-            "actions_rescaled_from": self.rescaled_from,
-            "devices": [str(d) for d in jax.devices()],
-            "seed_sharding": run_devices(self.num_runs),
-            "config": c.to_dict(),
-        }
-
-    def _label(self, point: int, seed: int) -> dict[str, int]:
-        return {"seed": seed, "point": point} if self.config.sweep else {"seed": seed}
-
-    def _periodic_eval(self, stage: int, states, step: int, log: RunLog, *, periodic: bool):
-        policies = self.policies(stage, states, periodic=periodic)
-        evaluated = self.evaluate(policies, seed=10_000, stage=stage)
-        self._log_evaluations(log, self.algorithm.stages[stage], step, evaluated)
-
-    def _log_evaluations(self, log: RunLog, stage: str, step: int, evaluated) -> None:
-        """One log row per grid point, policy and local seed of `evaluate`'s result."""
-        for point, row in enumerate(evaluated):
-            for name, (returns, scores, *_) in row.items():
-                for i, seed in enumerate(self.seed_ids):
-                    log.add_eval(
-                        stage, name, step, self._label(point, seed), returns[i],
-                        None if scores is None else scores[i],
-                    )  # fmt: skip
-
     def _check_finite(self, metrics, step_index: int, step: int) -> None:
         stage, _, phase = self.steps[step_index]
         checkpoint = self.ckpt_dir / LATEST
@@ -509,38 +374,3 @@ class Trainer:
                     f"{phase.steps}, {where}; training stopped and {kept}. Lower the learning "
                     "rate or check the dataset for extreme values."
                 )
-
-
-@contextlib.contextmanager
-def _stop_at_chunk_boundary():
-    """Turn a first Ctrl-C into a request to stop after the current chunk (with a checkpoint).
-
-    A second Ctrl-C interrupts at once. Outside the main thread, nothing changes.
-    """
-    requested = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def handler(signum, frame):
-        if requested["stop"]:
-            raise KeyboardInterrupt
-        requested["stop"] = True
-        print(
-            "\nspar-eqx: stopping after this chunk and saving a checkpoint "
-            "(Ctrl-C again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: requested["stop"]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
