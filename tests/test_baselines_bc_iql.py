@@ -16,15 +16,9 @@ import numpy as np
 import pytest
 
 from spar_eqx._learner import TrainingBatch, hyperparameter_arrays
+from spar_eqx._learners._iql_losses import actor_loss, critic_loss, value_loss
 from spar_eqx._learners.bc import BC, BCConfig, BCState
-from spar_eqx._learners.iql import (
-    IQL,
-    IQLConfig,
-    IQLState,
-    actor_loss,
-    critic_loss,
-    value_loss,
-)
+from spar_eqx._learners.iql import IQL, IQLConfig, IQLState
 from spar_eqx._losses import expectile_loss
 from spar_eqx._residual import polyak
 from spar_eqx.data._normalize import ObservationNormalizer
