@@ -279,7 +279,7 @@ def spar_run(tmp_path_factory):
     from pathlib import Path
 
     from spar_eqx import RunConfig
-    from spar_eqx._cli_diagnose import _first_run, _stage1_states
+    from spar_eqx._cli_diagnose_anchor import first_run, stage1_states
     from spar_eqx._train import Trainer
     from spar_eqx._train._checkpoint import save_checkpoint
 
@@ -289,10 +289,10 @@ def spar_run(tmp_path_factory):
     trainer = Trainer(config, Path(os.devnull), progress=False)
     trainer.obs_dim, trainer.act_dim = 11, 3  # the default Hopper dataset's
     trainer.build()
-    states = _stage1_states(trainer)
+    states = stage1_states(trainer)
     save_checkpoint(run / "checkpoints" / "stage1.eqx", {"phase": 0}, states)
     (run / "config.json").write_text(json.dumps(config.to_dict()))
-    return run, _first_run(states)
+    return run, first_run(states)
 
 
 def test_diagnose_fits_an_anchor_and_writes_the_report_and_figures(tmp_path, capsys):
@@ -309,7 +309,7 @@ def test_diagnose_fits_an_anchor_and_writes_the_report_and_figures(tmp_path, cap
 
 
 def test_diagnose_reads_the_anchor_of_a_spar_run(tmp_path, spar_run):
-    from spar_eqx._cli_diagnose import residuals_and_q
+    from spar_eqx._cli_diagnose_anchor import residuals_and_q
     from spar_eqx.data import ObservationNormalizer, load_dataset
     from spar_eqx.diagnostics._sample import subsample
 

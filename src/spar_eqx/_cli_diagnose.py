@@ -7,21 +7,19 @@ before any data is loaded; outputs are written only at the end, each atomically.
 """
 
 import argparse
-import functools
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._errors import TrainingError, UserError
+from ._cli_diagnose_anchor import anchor_run, fit_anchor, load_anchor, residuals_and_q
+from ._errors import UserError
 
 DEFAULT_STEPS = 5000
 DEFAULT_HIDDEN = 128
 DEFAULT_STATES = 20_000
-FIGURES = {"residual_sizes": "residual_sizes.png", "residual_projection": "residual_projection.png"}
 _CHUNK = 500  # updates per compiled call (and progress-bar tick) when fitting the anchor
-_BATCH = 4096  # states per call when evaluating the anchor and critics
+FIGURES = {"residual_sizes": "residual_sizes.png", "residual_projection": "residual_projection.png"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,45 +96,6 @@ def _output_problem(path: Path, *, folder: bool) -> str | None:
     return None
 
 
-def _anchor_run(run_dir: Path) -> tuple[Any, Path, int]:
-    """The run configuration, Stage I checkpoint and process count of a SPAR run folder."""
-    from ._run_config import RunConfig
-
-    if not run_dir.is_dir():
-        raise UserError(
-            f"--anchor {run_dir}: no such folder; give the folder of a `spar-eqx train` SPAR "
-            "run, or drop --anchor to fit an anchor here."
-        )
-    path = run_dir / "config.json"
-    try:
-        config = RunConfig.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise UserError(
-            f"--anchor {run_dir} is not a run folder (it has no config.json); give the folder "
-            "`spar-eqx train --out` wrote, or drop --anchor to fit an anchor here."
-        ) from None
-    except (OSError, ValueError, TypeError, AttributeError) as error:
-        raise UserError(
-            f"--anchor {run_dir}: {path} is not a run configuration ({error}); give the folder "
-            "of a `spar-eqx train` SPAR run."
-        ) from None
-    if config.algo != "spar":
-        raise UserError(
-            f"--anchor {run_dir} is a {config.algo} run, which has no SPAR Stage I anchor; "
-            "give a run trained with --algo spar, or drop --anchor to fit an anchor here."
-        )
-    parts = sorted(run_dir.glob("process-*"), key=lambda p: p.name)
-    folder = run_dir / "process-0" if parts else run_dir
-    checkpoint = folder / "checkpoints" / "stage1.eqx"
-    if not checkpoint.is_file():
-        raise UserError(
-            f"--anchor {run_dir} has no Stage I checkpoint ({checkpoint} is missing; it is "
-            "written when Stage I ends); let its training reach Stage II, or drop --anchor to "
-            "fit an anchor here."
-        )
-    return config, checkpoint, max(len(parts), 1)
-
-
 def _plan(args: argparse.Namespace) -> _Plan:
     """Check every option before anything is loaded; a `UserError` names the first bad one."""
     for name in ("steps", "hidden"):
@@ -165,7 +124,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         if problem:
             raise UserError(f"{flag} {path}: {problem}; choose another path.")
     if args.anchor is not None:
-        config, checkpoint, count = _anchor_run(args.anchor)
+        config, checkpoint, count = anchor_run(args.anchor)
         return _Plan(args.anchor, checkpoint, config, count, json_path, figures)
     from ._run_config import RunConfig
 
@@ -184,127 +143,6 @@ def _plan(args: argparse.Namespace) -> _Plan:
     except ValueError as error:
         raise UserError(str(error)) from None
     return _Plan(None, None, config, 1, json_path, figures)
-
-
-@functools.cache
-def _compiled():
-    """The compiled functions of this command, built once per process (and cached by JAX)."""
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-
-    from ._train._chunk import init_states
-
-    def evaluate(policy, critic, normalizer, obs, act):
-        obs = normalizer(obs)
-        return act - jax.vmap(policy)(obs), jnp.mean(jax.vmap(critic)(obs, act), axis=-1)
-
-    return eqx.filter_jit(init_states), eqx.filter_jit(evaluate)
-
-
-def _stage1_states(trainer, *, shapes_only: bool = False):
-    """Fresh Stage I states of every run, as `trainer.init_stage(0)` builds them, compiled.
-
-    (The trainer builds them op by op, which takes tens of seconds on two CPU cores; one
-    compiled call is faster, and is compiled once per process. With `shapes_only`, only their
-    shapes and dtypes: the skeleton a checkpoint is read into, at no cost.)
-    """
-    import equinox as eqx
-
-    from ._train._chunk import init_states
-
-    keys = trainer.init_keys(0)
-    if shapes_only:
-        return eqx.filter_eval_shape(init_states, trainer.learners[0], keys)
-    return _compiled()[0](trainer.learners[0], keys)
-
-
-def _first_run(states):
-    """The state of run 0 of states stacked over runs (the shared step counter as is)."""
-    from ._train._chunk import gather_runs
-
-    return gather_runs(states, 0)
-
-
-def _load_anchor(plan: _Plan):
-    """`(trainer, anchor_state, info)` from --anchor's Stage I checkpoint."""
-    from ._train import Trainer
-    from ._train._checkpoint import load_checkpoint
-
-    folder = plan.checkpoint.parent.parent
-    trainer = Trainer(
-        plan.run_config, folder, progress=False, process_index=0, process_count=plan.process_count
-    )
-    try:
-        trainer.prepare_data()
-        trainer.build()
-        _, states = load_checkpoint(plan.checkpoint, _stage1_states(trainer, shapes_only=True))
-    except ValueError as error:  # the run's dataset, environment or checkpoint: CheckpointError
-        raise UserError(f"--anchor {plan.anchor}: {error}") from None
-    info = {
-        "source": "run",
-        "run_dir": str(plan.anchor.resolve()),
-        "checkpoint": str(plan.checkpoint.resolve()),
-        "seed": trainer.run_seeds[0],
-        "steps": plan.run_config.steps[0],
-        "hidden": plan.run_config.hyperparameters.anchor.width,
-    }
-    if trainer.grid[0][0]:
-        info["grid_point"] = trainer.grid[0][0]
-    return trainer, _first_run(states), info
-
-
-def _fit_anchor(plan: _Plan, seed: int, quiet: bool):
-    """`(trainer, anchor_state, info)`: Stage I fitted here, with the trainer's chunk runner."""
-    import jax
-    import jax.numpy as jnp
-    import jax.random as jr
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    from ._train import Trainer
-
-    config = plan.run_config
-    # The trainer prepares the data and builds the learners; nothing is written (its folder
-    # is never used: this loop saves no checkpoint and runs no evaluation).
-    trainer = Trainer(config, Path(os.devnull), progress=False)
-    try:
-        trainer.prepare_data()
-        trainer.build()
-    except ValueError as error:  # DatasetError included
-        raise UserError(str(error)) from None
-    trainer.run_keys = jax.vmap(jr.key)(jnp.asarray([seed]))  # seed `seed`'s keys, as in train
-    states = _stage1_states(trainer)
-    started, losses = time.perf_counter(), {}
-    total = config.steps[0]
-    with tqdm(total=total, disable=quiet, unit="step", desc="Stage I anchor",
-              dynamic_ncols=True) as bar:  # fmt: skip
-        for index, step in enumerate(trainer.steps):
-            if step.stage != 0:
-                break
-            done = 0
-            for chunk_states, losses, size in trainer.phase_chunks(index, 0, states):
-                states = chunk_states
-                for name, values in losses.items():
-                    if not np.all(np.isfinite(values)):
-                        raise TrainingError(
-                            f"non-finite {name} while fitting the anchor (Stage I), step "
-                            f"{done + int(np.argmin(np.isfinite(values).all(axis=1))) + 1} of "
-                            f"{total}; check the dataset for extreme values, or give a trained "
-                            "run with --anchor."
-                        )
-                done += size
-                bar.update(size)
-                bar.set_postfix(bc_loss=f"{losses['bc_loss'][-1, 0]:.4f}", refresh=False)
-    info = {
-        "source": "fitted",
-        "seed": seed,
-        "steps": total,
-        "hidden": config.hyperparameters.anchor.width,
-        "final_bc_loss": float(losses["bc_loss"][-1, 0]),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    return trainer, _first_run(states), info
 
 
 def _other_dataset(args: argparse.Namespace, plan: _Plan):
@@ -334,27 +172,6 @@ def _check_fits(args: argparse.Namespace, dataset, trainer) -> None:
         )
 
 
-def residuals_and_q(state, normalizer, observations, actions):
-    """`(a - pi_base(s), mean_i Q_i(s, a))` as NumPy arrays, in batches of `_BATCH` states.
-
-    **Arguments:** `state`, an `AnchorState` (one run); `normalizer`, the run's observation
-    normaliser; `observations`, `actions`: raw dataset rows.
-
-    **Returns:** float64 residuals `(n, act_dim)` and Q values `(n,)`.
-    """
-    import numpy as np
-
-    evaluate = _compiled()[1]
-    parts = [
-        evaluate(state.policy, state.critic, normalizer, observations[i : i + _BATCH],
-                 actions[i : i + _BATCH])
-        for i in range(0, observations.shape[0], _BATCH)
-    ]  # fmt: skip
-    residuals = np.concatenate([np.asarray(r, np.float64) for r, _ in parts])
-    q = np.concatenate([np.asarray(v, np.float64) for _, v in parts])
-    return residuals, q
-
-
 def run(args: argparse.Namespace) -> int:
     """`spar-eqx diagnose`: report (and optionally write) the residual topology.
 
@@ -376,9 +193,9 @@ def run(args: argparse.Namespace) -> int:
 
     other = _other_dataset(args, plan)
     if plan.anchor is not None:
-        trainer, state, anchor = _load_anchor(plan)
+        trainer, state, anchor = load_anchor(plan)
     else:
-        trainer, state, anchor = _fit_anchor(plan, args.seed, args.quiet)
+        trainer, state, anchor = fit_anchor(plan, args.seed, args.quiet)
     if other is not None:
         _check_fits(args, other, trainer)
     dataset = trainer.dataset if other is None else other
