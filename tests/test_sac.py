@@ -9,16 +9,8 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from spar_eqx.data._sac import (
-    SACBatch,
-    SACConfig,
-    act,
-    buffer_add,
-    buffer_init,
-    num_chunk_traces,
-    sac_init,
-    sac_update_chunk,
-)
+from spar_eqx.data._replay import SACBatch, buffer_add, buffer_init
+from spar_eqx.data._sac import SACConfig, act, num_chunk_traces, sac_init, sac_update_chunk
 
 from .helpers import tree_equal_bits
 

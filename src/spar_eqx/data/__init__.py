@@ -20,6 +20,12 @@ from ._normalize import (
     default_reward_transform as default_reward_transform,
     scale_locomotion_rewards as scale_locomotion_rewards,
 )
+from ._replay import (
+    ReplayBuffer as ReplayBuffer,
+    SACBatch as SACBatch,
+    buffer_add as buffer_add,
+    buffer_init as buffer_init,
+)
 from ._sac import (
     SACConfig as SACConfig,
     SACState as SACState,

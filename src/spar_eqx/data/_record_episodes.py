@@ -7,16 +7,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._errors import CollectError
-from ._sac import (
-    SACBatch,
-    SACConfig,
-    _act_step,
-    act,
-    buffer_add,
-    buffer_init,
-    sac_init,
-    sac_update_chunk,
-)
+from ._replay import SACBatch, buffer_add, buffer_init
+from ._sac import SACConfig, _act_step, act, sac_init, sac_update_chunk
 
 
 def make_gym_env(env_id: str, max_episode_steps: int | None) -> gym.Env:

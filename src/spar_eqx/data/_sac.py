@@ -22,6 +22,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from .._ensemble import CriticEnsemble
 from .._networks import TanhGaussianPolicy
 from .._optim import make_optimizer, optimizer_update, trainable
+from ._replay import ReplayBuffer, SACBatch, sample_batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,77 +96,6 @@ class SACConfig:
             raise ValueError(f"SACConfig.tau must lie in (0, 1], got {self.tau}.")
         if not (self.init_alpha > 0 and math.isfinite(self.init_alpha)):
             raise ValueError(f"SACConfig.init_alpha must be positive, got {self.init_alpha}.")
-
-
-class SACBatch(eqx.Module):
-    """A batch of transitions; `done` is 1 at terminations only (never at truncations).
-
-    **Fields:** `obs`, `action`, `reward`, `next_obs` and `done` (float32, 0 or 1), one row
-    per transition.
-    """
-
-    obs: Float[Array, "batch obs_dim"]
-    action: Float[Array, "batch act_dim"]
-    reward: Float[Array, " batch"]
-    next_obs: Float[Array, "batch obs_dim"]
-    done: Float[Array, " batch"]
-
-
-class ReplayBuffer(eqx.Module):
-    """A fixed-capacity ring buffer of transitions held as device arrays.
-
-    `size` counts the valid rows (up to the capacity); `position` is where the next row goes.
-
-    **Fields:** `data`, a `SACBatch` of `capacity` rows; `size` and `position`, int32
-    scalars.
-    """
-
-    data: SACBatch
-    size: Int[Array, ""]
-    position: Int[Array, ""]
-
-    @property
-    def capacity(self) -> int:
-        """The number of rows the buffer holds (static: its arrays' leading size)."""
-        return self.data.reward.shape[0]
-
-
-def buffer_init(capacity: int, obs_dim: int, act_dim: int) -> ReplayBuffer:
-    """An empty `ReplayBuffer` of `capacity` rows (float32, zero-filled).
-
-    **Arguments:** `capacity`, the number of rows (positive; `SACConfig.buffer_size`);
-    `obs_dim`, `act_dim`, the sizes of observations and actions.
-
-    **Returns:** a buffer with `size = position = 0`.
-    """
-    if capacity < 1:
-        raise ValueError(f"a replay buffer needs a positive capacity, got {capacity}.")
-    zeros = lambda *shape: jnp.zeros(shape, jnp.float32)
-    data = SACBatch(
-        zeros(capacity, obs_dim),
-        zeros(capacity, act_dim),
-        zeros(capacity),
-        zeros(capacity, obs_dim),
-        zeros(capacity),
-    )
-    return ReplayBuffer(data, jnp.array(0, jnp.int32), jnp.array(0, jnp.int32))
-
-
-@eqx.filter_jit
-def buffer_add(buffer: ReplayBuffer, transitions: SACBatch) -> ReplayBuffer:
-    """`buffer` with `transitions` written at its position (wrapping around past the capacity).
-
-    **Arguments:** `buffer`, the buffer; `transitions`, a batch of at most `capacity` rows.
-
-    **Returns:** the updated buffer (a new PyTree; nothing is mutated).
-    """
-    n = transitions.reward.shape[0]
-    if n > buffer.capacity:
-        raise ValueError(f"cannot add {n} transitions to a buffer of capacity {buffer.capacity}.")
-    rows = (buffer.position + jnp.arange(n, dtype=jnp.int32)) % buffer.capacity
-    data = jax.tree_util.tree_map(lambda old, new: old.at[rows].set(new), buffer.data, transitions)
-    size = jnp.minimum(buffer.size + n, buffer.capacity)
-    return ReplayBuffer(data, size, (buffer.position + n) % buffer.capacity)
 
 
 class SACState(eqx.Module):
@@ -330,11 +260,6 @@ def sac_update(
     return new_state, metrics
 
 
-def _sample_batch(buffer: ReplayBuffer, batch_size: int, key: PRNGKeyArray) -> SACBatch:
-    rows = jr.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1), dtype=jnp.int32)
-    return jax.tree_util.tree_map(lambda x: x[rows], buffer.data)
-
-
 @eqx.debug.assert_max_traces(max_traces=None)
 def _update_chunk(
     state: SACState, buffer: ReplayBuffer, key: PRNGKeyArray, num_updates: int
@@ -344,7 +269,7 @@ def _update_chunk(
     def step(carry, step_key):
         batch_key, update_key = jr.split(step_key)
         current = eqx.combine(carry, static)
-        batch = _sample_batch(buffer, current.config.batch_size, batch_key)
+        batch = sample_batch(buffer, current.config.batch_size, batch_key)
         current, metrics = sac_update(current, batch, update_key)
         return eqx.filter(current, eqx.is_array), metrics
 
