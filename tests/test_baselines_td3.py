@@ -174,8 +174,13 @@ def test_delayed_actor_and_targets(name):
     assert np.max(m["polyak_error"][actor_step]) <= 1e-6
     # The critics step every update (checked where they are far from converged).
     assert np.all(m["critic_moved"][:50])
-    # The actor metrics are zeros on critic-only steps and real numbers on actor steps.
-    assert np.all(m["actor_loss"][~actor_step] == 0.0)
+    # The actor metrics are zeros on critic-only steps and real numbers on actor steps, and
+    # the phase declares them sparse, so the log averages them over actor steps alone.
+    sparse = _learner(name).phases(STEPS)[0].sparse_metrics
+    names = ("actor_loss", "bc_loss", "q_policy", "lambda")
+    assert sparse == {k: "actor_updated" for k in names}
+    for k in names:
+        assert np.all(m[k][~actor_step] == 0.0), k
     assert np.all(m["lambda"][actor_step] > 0.0)
 
 

@@ -403,6 +403,13 @@ def test_proj_self_imitation_imitates_better_candidates():
     np.testing.assert_array_equal(projected, np.arange(STEPS) % 2 == 0)
     assert np.all(np.asarray(metrics["self_imitation_loss"])[projected == 0] == 0)
     assert np.all(np.asarray(metrics["self_imitation_loss"])[:20:2] > 0)
+    # The metrics that are zeros between projections are the ones the phase declares sparse,
+    # so the log averages them over the projection steps alone.
+    sparse = _proj_probe_learner().phases(STEPS)[0].sparse_metrics
+    names = ("self_imitation_loss", "states_with_targets", "candidate_advantage")
+    assert sparse == {name: "projected" for name in names}
+    for name in names:
+        assert np.all(np.asarray(metrics[name])[projected == 0] == 0), name
     # Every step: the target moved only by polyak(old target, new online, tau), and the
     # anchor did not move at all.
     assert np.max(np.asarray(metrics["target_polyak_error"])) <= 1e-6

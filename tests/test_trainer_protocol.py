@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 from jaxtyping import Array, Float, Int
 
 import spar_eqx
@@ -18,6 +20,7 @@ from spar_eqx._hyper import Scalar, check_open_unit, hyper, hyperparameters
 from spar_eqx._registry import ALGORITHMS, Algorithm
 from spar_eqx._run_config import sweep_names
 from spar_eqx._train import load_trained
+from spar_eqx._train._log import RunLog
 
 from .test_train import TINY
 
@@ -246,3 +249,30 @@ def test_a_budget_sets_defaults_that_explicit_flags_override():
     iql = _config(["train", "--algo", "iql", "--out", "r", "--budget", "quick"])
     assert iql.steps == (q.steps,) and iql.hyperparameters.width == 128
     assert iql.hyperparameters.num_critics == 2 and iql.hyperparameters.learning_rate == 3e-4
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    flags=hnp.arrays(np.bool_, st.tuples(st.integers(1, 6), st.integers(1, 3))),
+    seed=st.integers(0, 2**16),
+)
+def test_the_log_averages_a_sparse_metric_over_its_flagged_steps(flags, seed):
+    # An actor metric measured on the flagged steps only (0 on the others), beside a metric
+    # measured on every step: the first is the mean of its measurements, the second of all.
+    values = np.random.default_rng(seed).uniform(1, 2, flags.shape).astype(np.float32)
+    metrics = {
+        "actor_updated": flags.astype(np.float32),
+        "actor_loss": np.where(flags, values, 0).astype(np.float32),
+        "critic_loss": values,
+    }
+    log = RunLog()
+    runs = [{"seed": s} for s in range(flags.shape[1])]
+    log.add_losses("s", "p", 10, runs, metrics, {"actor_loss": "actor_updated"})
+    for run, row in enumerate(log.losses):
+        np.testing.assert_allclose(row["critic_loss"], values[:, run].mean(), rtol=1e-6)
+        np.testing.assert_allclose(row["actor_updated"], flags[:, run].mean(), rtol=1e-6)
+        if flags[:, run].any():
+            expected = values[flags[:, run], run].mean()
+            np.testing.assert_allclose(row["actor_loss"], expected, rtol=1e-6)
+        else:  # no actor step in this chunk: no actor row, rather than a made-up 0
+            assert "actor_loss" not in row

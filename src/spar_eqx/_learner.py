@@ -17,7 +17,8 @@ can stack learners along a grid axis and vmap them exactly like seeds.
 """
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -82,12 +83,19 @@ class Phase(NamedTuple):
     `evaluate` says whether the trainer's periodic evaluation runs during this phase (a
     phase that trains only part of the deployed policy, like SPAR-PLAS's CVAE phase,
     turns it off).
+
+    `sparse_metrics` maps each metric that is measured only on some steps to the 0/1 metric
+    that flags those steps (TD3+BC's actor metrics to `actor_updated`, SPAR-PROJ's
+    self-imitation metrics to `projected`); on the other steps the update reports 0 for it.
+    The log averages such a metric over its flagged steps alone (and leaves it out of a chunk
+    that has none), so a delayed actor's loss is not diluted by the steps it skipped.
     """
 
     name: str
     update: Update
     steps: int
     evaluate: bool = True
+    sparse_metrics: Mapping[str, str] = MappingProxyType({})
 
 
 class Learner(eqx.Module):

@@ -138,6 +138,12 @@ ActorLoss = Callable[[DeterministicPolicy, CriticEnsemble, Transitions], tuple[A
 CriticLoss = Callable[[CriticEnsemble, Any, Transitions, PRNGKeyArray], tuple[Any, Metrics]]
 
 
+def actor_step_metrics(names: tuple[str, ...]) -> dict[str, str]:
+    """`Phase.sparse_metrics` of a `td3_update` learner: `actor_loss` and the actor loss's own
+    metrics `names` are measured on the delayed actor's steps only (`actor_updated`)."""
+    return {name: "actor_updated" for name in ("actor_loss", *names)}
+
+
 def td3_update(
     state,
     batch: Transitions,

@@ -27,6 +27,7 @@ from .._policy import BasePolicy
 from ..data._normalize import ObservationNormalizer
 from ._td3 import (
     Metrics,
+    actor_step_metrics,
     clipped_double_q_target,
     critic_regression,
     frozen,
@@ -213,9 +214,11 @@ class ReBRAC(Learner):
 
         **Arguments:** `steps`, the number of updates of the stage.
 
-        **Returns:** `(Phase("rebrac", self.update, steps),)`.
+        **Returns:** `(Phase("rebrac", self.update, steps, sparse_metrics=...),)`: the
+        actor's metrics are averaged over its delayed steps (`actor_step_metrics`).
         """
-        return (Phase("rebrac", self.update, steps),)
+        sparse = actor_step_metrics(("bc_loss", "q_policy", "lambda"))
+        return (Phase("rebrac", self.update, steps, sparse_metrics=sparse),)
 
     def policies(
         self, state: ReBRACState, normalizer: ObservationNormalizer

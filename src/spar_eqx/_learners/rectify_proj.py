@@ -186,9 +186,14 @@ class RectifyPROJ(Rectifier):
 
         **Returns:**
 
-        One `Phase("residual", update, steps)`.
+        One `Phase("residual", update, steps)`; the self-imitation metrics are averaged over
+        the projection steps alone (`sparse_metrics`, flagged by `projected`).
         """
-        return (Phase("residual", self.update, steps),)
+        sparse = {
+            name: "projected"
+            for name in ("self_imitation_loss", "states_with_targets", "candidate_advantage")
+        }
+        return (Phase("residual", self.update, steps, sparse_metrics=sparse),)
 
     def init(self, key: PRNGKeyArray, previous) -> PROJState:
         """A fresh SPAR-PROJ state on top of the frozen anchor (Alg. 4, input).

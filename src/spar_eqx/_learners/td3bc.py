@@ -18,6 +18,7 @@ from ..data._normalize import ObservationNormalizer
 from ..data._transitions import Transitions
 from ._td3 import (
     Metrics,
+    actor_step_metrics,
     clipped_double_q_target,
     critic_regression,
     frozen,
@@ -163,9 +164,11 @@ class TD3BC(Learner):
 
         **Arguments:** `steps`, the number of updates of the stage.
 
-        **Returns:** `(Phase("td3bc", self.update, steps),)`.
+        **Returns:** `(Phase("td3bc", self.update, steps, sparse_metrics=...),)`: the
+        actor's metrics are averaged over its delayed steps (`actor_step_metrics`).
         """
-        return (Phase("td3bc", self.update, steps),)
+        sparse = actor_step_metrics(("bc_loss", "q_policy", "lambda"))
+        return (Phase("td3bc", self.update, steps, sparse_metrics=sparse),)
 
     def policies(
         self, state: TD3BCState, normalizer: ObservationNormalizer

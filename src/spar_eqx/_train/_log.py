@@ -3,7 +3,9 @@
 import csv
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -18,14 +20,30 @@ class RunLog:
         self.losses = losses or []
         self.evals = evals or []
 
-    def add_losses(self, stage, phase, step, runs, metrics: dict[str, np.ndarray]) -> None:
+    def add_losses(
+        self,
+        stage,
+        phase,
+        step,
+        runs,
+        metrics: dict[str, np.ndarray],
+        sparse: Mapping[str, str] = MappingProxyType({}),
+    ) -> None:
         """`metrics[name]` is `(chunk_steps, len(runs))`: a row per run, averaged over steps.
 
-        Each of `runs` labels its row: `{"seed": s}`, plus `"point"` with a sweep.
+        Each of `runs` labels its row: `{"seed": s}`, plus `"point"` with a sweep. A metric
+        in `sparse` (`Phase.sparse_metrics`: metric -> its 0/1 flag metric) is averaged over
+        the steps its flag marks, and left out of a row whose chunk has none of them.
         """
         for i, label in enumerate(runs):
             row = {"stage": stage, "phase": phase, "step": step, **label}
-            row.update({name: float(np.mean(v[:, i])) for name, v in sorted(metrics.items())})
+            for name, values in sorted(metrics.items()):
+                column = values[:, i]
+                if name in sparse:
+                    column = column[metrics[sparse[name]][:, i] > 0]
+                    if column.size == 0:
+                        continue
+                row[name] = float(np.mean(column))
             self.losses.append(row)
 
     def add_eval(self, stage, policy, step, label, mean_return, mean_score) -> None:

@@ -299,8 +299,9 @@ class Trainer(RunEvaluation):
                 self._check_finite(metrics, i, step)
                 step += size
                 log.add_losses(
-                    stage_names[stage], phase.name, offset + step, self.run_labels, metrics
-                )
+                    stage_names[stage], phase.name, offset + step, self.run_labels, metrics,
+                    phase.sparse_metrics,
+                )  # fmt: skip
                 if c.eval_every and step % c.eval_every == 0 and step < phase.steps:
                     if phase.evaluate:
                         self._periodic_eval(stage, states, offset + step, log, periodic=True)
