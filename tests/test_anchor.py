@@ -6,6 +6,7 @@ runs and the key-independence runs below share two compiles.
 """
 
 import functools
+import re
 
 import equinox as eqx
 import jax
@@ -14,8 +15,13 @@ import jax.random as jr
 import jaxtyping
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
-from spar_eqx import Anchor, AnchorConfig, AnchorState, polyak
+from spar_eqx import Anchor, AnchorConfig, AnchorState, TrainingBatch, polyak
+from spar_eqx._learner import hyperparameter_arrays
+from spar_eqx._optim import ordered_after
+from spar_eqx._train._chunk import init_states, run_chunk, stack
 from spar_eqx.data._transitions import Transitions
 
 from .helpers import tree_equal_bits
@@ -235,3 +241,51 @@ def test_antmaze_preset_puts_its_tau_where_the_bootstrap_uses_it():
     policy_run = RunConfig().with_overrides({"anchor.q_target": "policy"})
     policy = policy_run.with_preset("antmaze-umaze-diverse").hyperparameters.anchor
     assert (policy.expectile, policy.critic_expectile) == (0.5, 0.9)
+
+
+# --- no parameter copied per update ---
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    leaf=hnp.arrays(np.float32, hnp.array_shapes(max_dims=2, max_side=4),
+                    elements=st.floats(width=32, allow_nan=False, allow_infinity=False)),
+    value=hnp.arrays(np.float32, hnp.array_shapes(max_dims=1, max_side=4),
+                     elements=st.floats(-1e6, 1e6, width=32)),
+)  # fmt: skip
+def test_ordered_after_keeps_every_bit_for_finite_values(leaf, value):
+    # Signed zeros included: x - (+0.0) is x for every finite x.
+    tree = {"w": jnp.asarray(leaf), "n": jnp.arange(3), "name": "static"}
+    out = ordered_after(tree, jnp.asarray(value))
+    assert np.asarray(out["w"]).tobytes() == leaf.tobytes()
+    assert out["n"] is tree["n"] and out["name"] == "static"
+
+
+def _loop_body_copies(hlo: str) -> list[str]:
+    """The shapes of the `copy` instructions inside the while loops' bodies of an HLO module."""
+    bodies = set(re.findall(r"while\([^\n]*body=%?([\w.\-]+)", hlo))
+    shapes = []
+    for match in re.finditer(r"^%?([\w.\-]+) [^\n]*\{\n(.*?)^\}", hlo, re.S | re.M):
+        if match.group(1) in bodies:
+            shapes += re.findall(r"= (f32\[[\d,]*\])\S* copy\(", match.group(2))
+    return shapes
+
+
+def test_a_scanned_stage1_update_copies_no_parameter():
+    # The target critics are read (V's regression target) and then Polyak-averaged; V is read
+    # (the critics' bootstrap) and then stepped. Unordered, XLA copies each of them every
+    # step to be safe; `ordered_after` orders the reads first, and the copies go.
+    runs, width = 2, 24
+    learners = stack([hyperparameter_arrays(_anchor(width=width))] * runs)
+    keys = jax.vmap(jr.key)(jnp.arange(runs))
+    states = init_states(learners, keys)
+    data = TrainingBatch.from_transitions(_one_state_dataset([ACTION], [1.0], False))
+    static = dict(stage_steps=4, phase=0, num_steps=4, batch_size=BATCH)
+    hlo = run_chunk.lower(learners, states, data, keys, **static).compile().compiled.as_text()
+    params = {
+        f"f32[{','.join(map(str, x.shape))}]"
+        for x in jax.tree_util.tree_leaves(eqx.filter(states, eqx.is_inexact_array))
+        if x.size > runs * width
+    }
+    copied = [shape for shape in _loop_body_copies(hlo) if shape in params]
+    assert not copied, copied

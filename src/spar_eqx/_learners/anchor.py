@@ -13,7 +13,7 @@ from .._evaluation import BatchPolicy
 from .._learner import Learner, Phase
 from .._losses import bc_loss, bc_nll_loss, expectile_loss
 from .._networks import DeterministicPolicy, TanhGaussianPolicy, ValueNetwork
-from .._optim import apply_grads, init_opt, make_optimizer
+from .._optim import apply_grads, init_opt, make_optimizer, ordered_after
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
@@ -179,13 +179,14 @@ class Anchor(Learner):
         def value_loss(value):
             return expectile_loss(q_data - jax.vmap(value)(obs), c.expectile)
 
-        v_loss, grads = eqx.filter_value_and_grad(value_loss)(state.value)
-        value, value_opt = apply_grads(opt, state.value, grads, state.value_opt)
+        old_value = ordered_after(state.value, target)
+        v_loss, grads = eqx.filter_value_and_grad(value_loss)(old_value)
+        value, value_opt = apply_grads(opt, old_value, grads, state.value_opt)
 
         new_state = AnchorState(
             policy=policy,
             critic=critic,
-            target_critic=polyak(state.target_critic, critic, c.polyak),
+            target_critic=polyak(ordered_after(state.target_critic, q_data), critic, c.polyak),
             value=value,
             policy_opt=policy_opt,
             critic_opt=critic_opt,
