@@ -11,13 +11,14 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import pytest
 from jaxtyping import Array, Int
 
 from spar_eqx import Learner, Phase, TrainingBatch
 from spar_eqx._train._chunk import init_states, run_chunk, stack
 from spar_eqx.data import Transitions
 
-ROWS, BATCH, STEPS, RUNS = 50, 4, 6, 3
+ROWS, BATCH, STEPS = 50, 4, 6
 
 
 class ProbeState(eqx.Module):
@@ -50,17 +51,18 @@ def _data() -> TrainingBatch:
     )
 
 
-def test_each_step_sees_the_batch_and_key_its_own_key_draws():
-    learners = stack([Probe()] * RUNS)
-    keys = jax.vmap(jr.key)(jnp.arange(RUNS) + 11)
+@pytest.mark.parametrize("runs", [3, 1])  # one run takes the unbatched path
+def test_each_step_sees_the_batch_and_key_its_own_key_draws(runs):
+    learners = stack([Probe()] * runs)
+    keys = jax.vmap(jr.key)(jnp.arange(runs) + 11)
     states = init_states(learners, keys)
     out, metrics = run_chunk(
         learners, states, _data(), keys,
         stage_steps=STEPS, phase=0, num_steps=STEPS, batch_size=BATCH,
     )  # fmt: skip
     assert int(out.step) == STEPS
-    assert metrics["rows"].shape == (STEPS, RUNS, BATCH)
-    for run in range(RUNS):
+    assert metrics["rows"].shape == (STEPS, runs, BATCH)
+    for run in range(runs):
         step_keys = jr.split(keys[run], STEPS)
         for t in range(STEPS):
             index_key, update_key = jr.split(step_keys[t])
@@ -68,5 +70,5 @@ def test_each_step_sees_the_batch_and_key_its_own_key_draws():
             np.testing.assert_array_equal(metrics["rows"][t, run], rows)
             assert metrics["key_draw"][t, run] == jr.uniform(update_key)
     # Different runs and different steps draw different batches.
-    flat = np.asarray(metrics["rows"]).reshape(STEPS * RUNS, BATCH)
-    assert len({tuple(r) for r in flat}) > STEPS * RUNS // 2
+    flat = np.asarray(metrics["rows"]).reshape(STEPS * runs, BATCH)
+    assert len({tuple(r) for r in flat}) > STEPS * runs // 2
