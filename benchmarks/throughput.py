@@ -14,7 +14,8 @@ How it is timed. For each seed count, every selected program is compiled first (
 is the `lower().compile()` time alone). Then `--repeats` rounds each run one chunk of every
 program in turn, so a slow spell of a shared machine falls on all of them alike; a row's rate
 is `--chunk` over its median chunk time, and the Stage I / reference ratio is the median of
-the per-round ratios (each from two chunks run back to back).
+the per-round ratios (each from two chunks run back to back), with a 95% bootstrap interval
+over rounds (`_stats.median_interval`; `ratios.py` pools the rounds of several runs).
 
 How close to the hardware. `gflop_per_update` is XLA's own FLOP count of one update (all seeds;
 `cost_analysis` of the compiled chunk, whose `lax.scan` body it counts once), `gflops` the rate
@@ -36,7 +37,8 @@ Usage (from the repository root):
 Rows: `{"name", "seeds", "updates_per_s", "seed_updates_per_s", "compile_s",
 "gflop_per_update", "gflops"}` (an update updates every seed, so `seed_updates_per_s =
 updates_per_s * seeds`), then one row per seed count and reference `{"name":
-"stage1/reference" (or "stage1/reference_full"), "seeds", "ratio", "round_ratios"}`, and
+"stage1/reference" (or "stage1/reference_full"), "seeds", "ratio", "ratio_interval",
+"round_ratios"}`, and
 one `{"name": "matmul", "gflops": {"256": x, "1024": y}}`.
 """
 
@@ -54,6 +56,7 @@ import jax.random as jr
 import optax
 from _flops import MATMUL_SIZES, matmul_gflops, op_census, program_gflop
 from _record import write_record
+from _stats import median_interval
 
 from spar_eqx import ALGORITHMS, TrainingBatch
 from spar_eqx._hyper import replace
@@ -344,14 +347,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             pairs = zip(times[reference], times["stage1"], strict=True)
             ratios = [r / s for r, s in pairs]
-            ratio = statistics.median(ratios)
+            ratio, low, high = median_interval(ratios)
             rows.append(
                 {"name": f"stage1/{reference}", "seeds": seeds, "ratio": ratio,
-                 "round_ratios": ratios}
+                 "ratio_interval": [low, high], "round_ratios": ratios}
             )  # fmt: skip
             print(
-                f"Stage I / {reference}, {seeds} seed(s): {ratio:.2f}x "
-                f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
+                f"Stage I / {reference}, {seeds} seed(s): {ratio:.2f}x, 95% interval "
+                f"{low:.2f}-{high:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
                 flush=True,
             )
     rows.append({"name": "matmul", "gflops": {str(n): r for n, r in matmul.items()}})
