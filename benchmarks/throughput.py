@@ -9,6 +9,8 @@ same size (BC MLP + 10 critics + V), and prints our Stage I's throughput as a ra
 `reference_full`, the same hand-written update with the rest of Stage I's arithmetic (terminal
 masks, expectile weights, the five metrics it reports per step) with every hyperparameter a
 Python constant, where ours are arrays a grid can vmap.
+With one seed the references have no seed axis at all, as the trainer's one-run chunks have none
+(`run_chunk` drops it; rows measured before that change vmapped the references over one seed).
 
 How it is timed. For each seed count, every selected program is compiled first (`compile_s`
 is the `lower().compile()` time alone). Then `--repeats` rounds each run one chunk of every
@@ -43,6 +45,7 @@ one `{"name": "matmul", "gflops": {"256": x, "1024": y}}`.
 """
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -238,8 +241,17 @@ def reference_step(params, opt_states, batch, full: bool = False):
 
 
 def reference_program(seeds: int, data: TrainingBatch, chunk: int, full: bool = False) -> Program:
+    """The hand-written Stage I update, `chunk` of them per `lax.scan`: vmapped over seeds, or
+    with one seed written without a seed axis at all, as one would by hand (vmapped over one
+    seed, XLA's CPU backend runs some reductions of size-1-led arrays far slower)."""
     keys = jr.split(jr.key(0), seeds)
-    params, opt_states = eqx.filter_vmap(reference_init)(keys)
+    if seeds == 1:
+        params, opt_states = reference_init(keys[0])
+        update = functools.partial(reference_step, full=full)
+    else:
+        params, opt_states = eqx.filter_vmap(reference_init)(keys)
+        update = eqx.filter_vmap(lambda p, o, b: reference_step(p, o, b, full))
+    shape = (256,) if seeds == 1 else (seeds, 256)
     arrays = (data.observations, data.actions, data.rewards, data.next_observations)
     arrays += (data.terminals,)
     arrays_in, static = eqx.partition((params, opt_states), eqx.is_array)
@@ -247,10 +259,9 @@ def reference_program(seeds: int, data: TrainingBatch, chunk: int, full: bool = 
     def run(carry, key):
         def body(carry, k):
             p, o = eqx.combine(carry, static)
-            index = jr.randint(k, (seeds, 256), 0, ROWS)
+            index = jr.randint(k, shape, 0, ROWS)
             batch = tuple(x[index] for x in arrays)
-            step = eqx.filter_vmap(lambda p, o, b: reference_step(p, o, b, full))
-            p, o, metrics = step(p, o, batch)
+            p, o, metrics = update(p, o, batch)
             return eqx.filter((p, o), eqx.is_array), metrics
 
         return jax.lax.scan(body, carry, jr.split(key, chunk))
