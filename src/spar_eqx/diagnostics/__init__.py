@@ -19,10 +19,10 @@ from ._figures import (
     plot_residual_projection as plot_residual_projection,
     plot_residual_sizes as plot_residual_sizes,
 )
+from ._report import TopologyReport as TopologyReport
 from ._sample import random_pair_distances as random_pair_distances
 from ._support import support_distance_ratio as support_distance_ratio
 from ._topology import (
-    TopologyReport as TopologyReport,
     recommend_variant as recommend_variant,
     residual_topology as residual_topology,
 )
