@@ -20,6 +20,7 @@ trends (does SPAR improve on its own BC anchor?), not of absolute scores.
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +45,15 @@ PAPER_HOPPER_MR = {
 }
 
 
+def _script() -> str:
+    """The `spar-eqx` of this Python's environment (also when that is not on `PATH`)."""
+    beside = Path(sys.executable).with_name("spar-eqx")
+    found = str(beside) if beside.exists() else shutil.which("spar-eqx")
+    if found is None:
+        sys.exit("spar-eqx is not installed here: run `python -m pip install -e .` first.")
+    return found
+
+
 def run(out: Path) -> None:
     for variant in VARIANTS:
         target = out / variant
@@ -52,7 +62,7 @@ def run(out: Path) -> None:
         cmd = ["spar-eqx", "train", "--out", str(target), "--variant", variant, *BUDGET]
         print("$", " ".join(cmd), flush=True)
         started = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        subprocess.run([_script(), *cmd[1:]], check=True)
         (target / "command_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
 
 
