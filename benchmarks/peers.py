@@ -258,6 +258,19 @@ def rate(call, seconds: float) -> float:
 # ---------------------------------------------------------------- main
 
 
+def import_peers(script: str):
+    """PyTorch, with d3rlpy imported and its logging quietened; None (and a line on stderr
+    telling how to install them) when they are not installed."""
+    try:
+        import d3rlpy  # noqa: F401
+        import torch
+    except ImportError:
+        print(f"{script} needs d3rlpy and PyTorch: {INSTALL}", file=sys.stderr)
+        return None
+    _quiet_d3rlpy()
+    return torch
+
+
 def _quiet_d3rlpy() -> None:
     import structlog
 
@@ -284,13 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--json", help="also write the rows, machine and versions here")
     args = parser.parse_args(argv)
-    try:
-        import d3rlpy  # noqa: F401
-        import torch
-    except ImportError:
-        print(f"peers.py needs d3rlpy and PyTorch: {INSTALL}", file=sys.stderr)
+    torch = import_peers("peers.py")
+    if torch is None:
         return 2
-    _quiet_d3rlpy()
     candidates = args.torch_threads or sorted({1, torch.get_num_threads()})
 
     data = synthetic_data(jr.key(0))
