@@ -35,12 +35,16 @@ def versions() -> dict:
     return {name: metadata.version(name) for name in names}
 
 
-def write_record(path: str | os.PathLike, script: str, results: list) -> None:
-    """Write `results` to `path` with the machine, versions and this process's command."""
+def write_record(
+    path: str | os.PathLike, script: str, results: list, argv: list[str] | None = None
+) -> None:
+    """Write `results` to `path` with the machine, versions and the command: `script` with
+    `argv`, the arguments the script's `main` parsed (this process's, when None)."""
+    args = sys.argv[1:] if argv is None else argv
     record = {
         "machine": machine(),
         "versions": versions(),
-        "command": " ".join(["python", script, *sys.argv[1:]]),
+        "command": " ".join(["python", script, *args]),
         "results": results,
     }
     Path(path).write_text(json.dumps(record, indent=2))

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['peak_mb']:>9.0f}{row['import_mb']:>11.0f}"
             )
     if args.json:
-        write_record(args.json, "benchmarks/latency.py", rows)
+        write_record(args.json, "benchmarks/latency.py", rows, argv)
     return 0
 
 

@@ -138,18 +138,18 @@ def table(found: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--table", action="store_true", help="only print the table")
     parser.add_argument("--json", help="also write the rows, machine and versions here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.table:
         run(args.out)
     found = rows(args.out)
     print(table(found))
     if args.json:
-        write_record(args.json, "benchmarks/main_job.py", found)
+        write_record(args.json, "benchmarks/main_job.py", found, argv)
     return 0
 
 

@@ -101,10 +101,10 @@ def check_same(a: Path, b: Path) -> None:
         same(fa, fb, "")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-collect", action="store_true", help="reuse runs/default_dataset")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.chdir(ROOT)
 
     folder = OUT / DATASET_ID

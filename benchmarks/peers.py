@@ -277,7 +277,7 @@ def _quiet_d3rlpy() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def _add_versions(path: str) -> None:
+def add_peer_versions(path: str) -> None:
     """Add d3rlpy's and PyTorch's versions to the record `write_record` wrote at `path`."""
     record = json.loads(Path(path).read_text())
     record["versions"].update({name: metadata.version(name) for name in ("d3rlpy", "torch")})
@@ -356,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['fraction_of_limit']:>10.0%}"
         )
     if args.json:
-        write_record(args.json, "benchmarks/peers.py", rows)
-        _add_versions(args.json)
+        write_record(args.json, "benchmarks/peers.py", rows, argv)
+        add_peer_versions(args.json)
     return 0
 
 

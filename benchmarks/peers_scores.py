@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _record import write_record
-from peers import _add_versions, d3rlpy_config, import_peers
+from peers import add_peer_versions, d3rlpy_config, import_peers
 
 import spar_eqx
 from spar_eqx.data import load_dataset
@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{np.mean(r['minutes']):.1f} |"
         )
     if args.json:
-        write_record(args.json, "benchmarks/peers_scores.py", rows)
-        _add_versions(args.json)
+        write_record(args.json, "benchmarks/peers_scores.py", rows, argv)
+        add_peer_versions(args.json)
         record = json.loads(Path(args.json).read_text())
         record["ours"] = {"file": args.ours, "scores": mine}
         Path(args.json).write_text(json.dumps(record, indent=2))

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.json:
-        write_record(args.json, "benchmarks/quality.py", records)
+        write_record(args.json, "benchmarks/quality.py", records, argv)
     return 0
 
 

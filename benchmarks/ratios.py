@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['low']:>8.3f}-{r['high']:.3f}  {per_file}"
         )
     if args.json:
-        write_record(args.json, "benchmarks/ratios.py", rows)
+        write_record(args.json, "benchmarks/ratios.py", rows, argv)
     return 0
 
 

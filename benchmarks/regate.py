@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"no gate {free.mean():.1f} +- {free.std():.1f}")
     rows.append(reference)
     if args.json:
-        write_record(args.json, "benchmarks/regate.py", rows)
+        write_record(args.json, "benchmarks/regate.py", rows, argv)
     return 0
 
 

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     rows.append({"name": "matmul", "gflops": {str(n): r for n, r in matmul.items()}})
     if args.json:
-        write_record(args.json, "benchmarks/throughput.py", rows)
+        write_record(args.json, "benchmarks/throughput.py", rows, argv)
     return 0
 
 

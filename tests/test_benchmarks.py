@@ -1,0 +1,147 @@
+"""The benchmark scripts stay runnable: every one imports against today's API and builds its
+command line, and the statistics they report have the properties their docs claim.
+
+The scripts themselves run for minutes to hours and live outside the timed tests; these checks
+catch the cheap breakages (a renamed import, a broken parser, a ratio pooled wrongly) that
+would otherwise surface only when someone re-runs a benchmark.
+"""
+
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from hypothesis import given
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py") if not p.stem.startswith("_"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _benchmarks_importable():
+    """The scripts import their helpers (`_record`, `_stats`, `peers`) as top-level modules,
+    as they do when run from the repository root."""
+    sys.path.insert(0, str(BENCHMARKS))
+    yield
+    sys.path.remove(str(BENCHMARKS))
+
+
+def _script(name: str):
+    return importlib.import_module(name)
+
+
+def test_the_scripts_are_the_documented_ones():
+    documented = {"latency", "main_job", "make_default_dataset", "peers", "peers_scores",
+                  "quality", "ratios", "regate", "throughput"}  # fmt: skip
+    assert documented <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_imports_and_answers_help(name, capsys):
+    module = _script(name)
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:")
+    first_line = module.__doc__.splitlines()[0]
+    assert "".join(first_line.split()) in "".join(out.split())  # argparse rewraps it
+
+
+# ------------------------------------------------------------------ _stats.median_interval
+
+ratios_lists = st.lists(
+    st.floats(min_value=0.1, max_value=10.0, allow_nan=False), min_size=1, max_size=30
+)
+
+
+@given(ratios_lists)
+def test_median_interval_brackets_the_median_and_repeats_itself(ratios):
+    median_interval = _script("_stats").median_interval
+    median, low, high = median_interval(ratios, resamples=500)
+    assert median == pytest.approx(float(np.median(ratios)))
+    assert min(ratios) <= low <= median <= high <= max(ratios)
+    assert median_interval(ratios, resamples=500) == (median, low, high)
+
+
+def test_median_interval_of_equal_rounds_is_a_point():
+    assert _script("_stats").median_interval([1.25] * 7) == (1.25, 1.25, 1.25)
+
+
+def test_median_interval_narrows_with_more_rounds():
+    median_interval = _script("_stats").median_interval
+    spread = np.random.default_rng(1).normal(1.0, 0.1, size=400).tolist()
+    _, low_few, high_few = median_interval(spread[:10])
+    _, low_many, high_many = median_interval(spread)
+    assert high_many - low_many < high_few - low_few
+
+
+def test_median_interval_refuses_no_rounds():
+    with pytest.raises(ValueError, match="at least one ratio"):
+        _script("_stats").median_interval([])
+
+
+# ------------------------------------------------------------------ ratios.py pooling
+
+
+def _throughput_file(path: Path, rows: list[dict]) -> str:
+    path.write_text(json.dumps({"machine": {}, "versions": {}, "command": "", "results": rows}))
+    return str(path)
+
+
+def test_ratios_pool_rounds_across_files_per_name_and_seed_count(tmp_path):
+    ratios = _script("ratios")
+    a = _throughput_file(tmp_path / "a.json", [
+        {"name": "stage1", "seeds": 1, "updates_per_s": 100.0},  # not a ratio row
+        {"name": "stage1/reference", "seeds": 1, "ratio": 2.0, "round_ratios": [1.0, 2.0, 3.0]},
+        {"name": "stage1/reference", "seeds": 4, "ratio": 0.9, "round_ratios": [0.9]},
+    ])  # fmt: skip
+    b = _throughput_file(tmp_path / "b.json", [
+        {"name": "stage1/reference", "seeds": 1, "ratio": 4.5, "round_ratios": [4.0, 5.0]},
+    ])  # fmt: skip
+    rows = ratios.pooled([a, b])
+    assert [(r["name"], r["seeds"], r["rounds"]) for r in rows] == [
+        ("stage1/reference", 1, 5),
+        ("stage1/reference", 4, 1),
+    ]
+    assert rows[0]["median"] == 3.0 and rows[0]["files"] == [2.0, 4.5]
+    assert rows[1]["low"] == rows[1]["median"] == rows[1]["high"] == 0.9
+
+
+def test_ratios_json_records_the_command_it_was_given(tmp_path, capsys):
+    ratios = _script("ratios")
+    a = _throughput_file(tmp_path / "a.json", [
+        {"name": "stage1/reference", "seeds": 8, "ratio": 1.1, "round_ratios": [1.0, 1.1, 1.2]},
+    ])  # fmt: skip
+    out = tmp_path / "pooled.json"
+    assert ratios.main([a, "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record) == {"machine", "versions", "command", "results"}
+    assert record["command"] == f"python benchmarks/ratios.py {a} --json {out}"
+    assert record["results"][0]["rounds"] == 3
+    assert "stage1/reference" in capsys.readouterr().out
+
+
+def test_ratios_says_so_when_no_file_holds_a_ratio(tmp_path, capsys):
+    a = _throughput_file(tmp_path / "a.json", [{"name": "bc", "seeds": 1, "updates_per_s": 9.0}])
+    assert _script("ratios").main([a]) == 1
+    assert "no Stage I / reference ratios" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ peers without d3rlpy
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("d3rlpy") is not None, reason="d3rlpy is installed here"
+)
+@pytest.mark.parametrize("name", ["peers", "peers_scores"])
+def test_peer_scripts_without_d3rlpy_say_how_to_install_it(name, capsys, tmp_path):
+    argv = ["--dataset", "unused"] if name == "peers_scores" else []
+    out = tmp_path / "never.json"
+    assert _script(name).main([*argv, "--json", str(out)]) == 2
+    assert "pip install" in capsys.readouterr().err
+    assert not out.exists()
