@@ -418,6 +418,31 @@ def test_damaged_checkpoints_are_named_not_loaded(tmp_path, finished_run, capsys
     assert "latest.eqx" in capsys.readouterr().err
 
 
+def test_a_checkpoint_of_another_versions_state_is_refused_and_nothing_changes(
+    tmp_path, finished_run, capsys
+):
+    """An intact checkpoint whose recorded layout is not this run's (as after an upgrade that
+    changed a learner's state): resuming refuses it by name, does not fall back to the
+    equally foreign checkpoint before it, and leaves every file as it was."""
+    import shutil
+
+    run = tmp_path / "upgraded"
+    shutil.copytree(finished_run, run)
+    (run / "checkpoints" / "stage2.eqx").unlink()
+    for name in ("latest.eqx", "latest.eqx.previous"):
+        path = run / "checkpoints" / name
+        first, payload = path.read_bytes().split(b"\n", 1)
+        header = json.loads(first) | {"layout": "0123456789abcdef", "spar_eqx": "0.0.1"}
+        path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    hopper = Path(json.loads((run / "config.json").read_text())["dataset"])
+    assert _train(run, hopper, "--variant", "proj", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "latest.eqx" in err and "different training state" in err and "0.0.1" in err
+    assert "checkpoint before it" not in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

@@ -2,11 +2,16 @@
 
 The header records the payload's length and SHA-256, so a truncated, headerless or
 bit-flipped file is detected on reading (`CheckpointError`, naming the file) instead of
-being loaded as garbage. With `keep_previous`, the checkpoint being replaced is kept as
-`<name>.previous`, so a damaged latest checkpoint leaves an older good one to resume from.
+being loaded as garbage. It also records the layout of the tree (a digest of every array's
+path, shape and dtype) and the spar_eqx version that wrote it, so a checkpoint of another
+version's or another configuration's training state is refused with a message saying so,
+never loaded into arrays it merely happens to fit. With `keep_previous`, the checkpoint being
+replaced is kept as `<name>.previous`, so a damaged latest checkpoint leaves an older good one
+to resume from.
 """
 
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -15,8 +20,34 @@ from pathlib import Path
 from typing import Any
 
 import equinox as eqx
+import jax
 
 from .._errors import CheckpointError
+
+
+class ForeignCheckpointError(CheckpointError):
+    """An intact checkpoint whose tree is not the one asked for (another spar_eqx version's
+    training state, or another run's): the checkpoint before it would not fit either."""
+
+
+def _version() -> str:
+    return importlib.metadata.version("spar_eqx")
+
+
+def layout(tree: Any) -> tuple[int, str]:
+    """`(arrays, digest)`: how many leaves `tree_serialise_leaves` writes for `tree`, and a
+    digest of their paths, shapes and dtypes (scalars: their Python type).
+
+    The same for a tree of arrays and for its `eqx.filter_eval_shape` skeleton, so a
+    checkpoint's recorded layout can be compared with the skeleton it is loaded into.
+    """
+    parts = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+            parts.append(f"{jax.tree_util.keystr(path)}:{leaf.dtype}{list(leaf.shape)}")
+        elif isinstance(leaf, (bool, int, float, complex)):
+            parts.append(f"{jax.tree_util.keystr(path)}:{type(leaf).__name__}")
+    return len(parts), hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def previous_path(path: str | os.PathLike) -> Path:
@@ -39,8 +70,12 @@ def save_checkpoint(
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, tree)
     payload = buffer.getvalue()
+    arrays, digest = layout(tree)
     header = {
         **header,
+        "spar_eqx": _version(),
+        "arrays": arrays,
+        "layout": digest,
         "payload_bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
@@ -117,14 +152,38 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 def load_checkpoint(path: str | os.PathLike, skeleton: Any) -> tuple[dict[str, Any], Any]:
     """`(header, tree)`: `skeleton` gives the structure, shapes and dtypes to fill.
 
-    Raises `CheckpointError` naming the file when it is damaged or does not fit `skeleton`.
+    Raises `CheckpointError` naming the file when it is damaged, and its subclass
+    `ForeignCheckpointError` when it holds another tree than `skeleton` (another version's or
+    another configuration's training state).
     """
     path = Path(path)
     header, payload = _read(path)
+    arrays, digest = layout(skeleton)
+    if "layout" in header and header["layout"] != digest:
+        written = header.get("arrays")
+        how = " (as many, with other names, shapes or dtypes)" if written == arrays else ""
+        raise ForeignCheckpointError(
+            f"checkpoint {path} holds a different training state from the one this run "
+            f"trains: spar_eqx {header.get('spar_eqx', '?')} wrote {written} arrays, and "
+            f"spar_eqx {_version()} with this run's options has {arrays}{how}. {_WHAT_TO_DO}"
+        )
     try:
         tree = eqx.tree_deserialise_leaves(io.BytesIO(payload), skeleton)
     except Exception as error:  # numpy/equinox raise several kinds on a foreign file
-        raise CheckpointError(
-            f"checkpoint {path} does not hold this run's arrays ({type(error).__name__}: {error})."
+        raise ForeignCheckpointError(
+            f"checkpoint {path} does not hold this run's arrays ({type(error).__name__}: "
+            f"{error}); it was written by {_writer(header)}. {_WHAT_TO_DO}"
         ) from None
     return header, tree
+
+
+_WHAT_TO_DO = (
+    "A checkpoint continues only under the spar_eqx version and options that wrote it: start "
+    "afresh in an empty folder, or go on with the version that wrote it."
+)
+
+
+def _writer(header: dict[str, Any]) -> str:
+    if "spar_eqx" in header:
+        return f"spar_eqx {header['spar_eqx']} (this is {_version()})"
+    return "an earlier spar_eqx, from before checkpoints recorded their version"

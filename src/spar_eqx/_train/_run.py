@@ -25,7 +25,13 @@ from .._errors import CheckpointError, TrainingError
 from .._hyper import replace
 from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
-from ._checkpoint import load_checkpoint, previous_path, read_header, save_checkpoint
+from ._checkpoint import (
+    ForeignCheckpointError,
+    load_checkpoint,
+    previous_path,
+    read_header,
+    save_checkpoint,
+)
 from ._chunk import gather_runs, init_states, run_chunk, shard_runs, stack
 from ._data import prepare
 from ._evaluate import RunEvaluation
@@ -212,8 +218,8 @@ class Trainer(RunEvaluation):
             return self._restore_from(path)
         except CheckpointError as error:
             fallback = previous_path(path)
-            if not fallback.exists():
-                raise
+            if isinstance(error, ForeignCheckpointError) or not fallback.exists():
+                raise  # an intact checkpoint of another state: the one before is no better
             print(
                 f"spar-eqx: {error} Resuming from the checkpoint before it, {fallback}.",
                 file=sys.stderr,
