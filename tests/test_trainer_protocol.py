@@ -276,3 +276,41 @@ def test_the_log_averages_a_sparse_metric_over_its_flagged_steps(flags, seed):
             np.testing.assert_allclose(row["actor_loss"], expected, rtol=1e-6)
         else:  # no actor step in this chunk: no actor row, rather than a made-up 0
             assert "actor_loss" not in row
+
+
+def _plotted_log(q_losses: list[float]) -> RunLog:
+    log = RunLog()
+    for step, q in zip((1000, 2000, 3000), q_losses, strict=True):
+        log.add_losses("stage1", "anchor", step, [{"seed": 0}, {"seed": 1}],
+                       {"q_loss": np.full((4, 2), q, np.float32)})  # fmt: skip
+    for policy, scores in (("base", (2.0, 4.0)), ("spar", (30.0, 50.0))):
+        for seed, score in enumerate(scores):
+            log.add_eval("final", policy, 3000, {"seed": seed}, 10 * score, score)
+    return log
+
+
+def test_the_learning_curve_reads_without_the_run():
+    """The scores come first, with the seeds' spread and the anchor's final level marked; a
+    loss within two decades keeps a linear axis (a log one would label one tick or none)."""
+    import matplotlib.pyplot as plt
+
+    from spar_eqx._train._log import learning_curve_figure
+
+    fig = learning_curve_figure(_plotted_log([1.8, 20.0, 83.0]), "SPAR-MLP on x (2 seeds)")
+    try:
+        scores, q_loss = fig.axes[:2]
+        assert scores.get_title() == "D4RL-normalised score"
+        assert "std over seeds" in scores.get_ylabel()
+        levels = [ln for ln in scores.get_lines() if ln.get_linestyle() == "--"]
+        assert len(levels) == 1 and levels[0].get_ydata()[0] == 3.0  # the anchor's mean
+        legend = {t.get_text() for t in scores.get_legend().get_texts()}
+        assert legend == {"base", "spar", "BC anchor (final)"}
+        assert q_loss.get_title() == "q_loss" and q_loss.get_yscale() == "linear"
+        assert fig.get_suptitle() == "SPAR-MLP on x (2 seeds)"
+    finally:
+        plt.close(fig)
+    fig = learning_curve_figure(_plotted_log([0.01, 1.0, 15.0]))
+    try:
+        assert fig.axes[1].get_yscale() == "symlog"  # three decades
+    finally:
+        plt.close(fig)

@@ -108,11 +108,24 @@ _LABELS = ("stage", "phase", "step", "seed", "point", "policy")
 
 
 def plot_learning_curves(log: RunLog, path, title: str = "") -> None:
-    """One panel per logged quantity (mean over seeds, per phase), then the evaluations.
+    """Write `learning_curve_figure(log, title)` to `path` as a PNG."""
+    import matplotlib.pyplot as plt
 
-    The evaluation panel shows each policy's normalised score (or return) with the seeds'
-    standard deviation, one line per grid point in a sweep, and the final score of the
-    anchor (`"base"`), when there is one, as a dashed level to beat.
+    fig = learning_curve_figure(log, title)
+    fig.savefig(path, dpi=90, format="png")
+    plt.close(fig)
+
+
+def learning_curve_figure(log: RunLog, title: str = ""):
+    """The evaluations first, then one panel per logged quantity (mean over seeds, per phase).
+
+    The evaluation panel shows each policy's D4RL-normalised score (or return, without
+    reference scores) with the seeds' standard deviation, one line per grid point in a sweep,
+    and the final score of the anchor (`"base"`), when there is one, as a dashed level to beat.
+    A loss spanning more than two decades is drawn on a log scale; anything narrower stays
+    linear, where every tick is labelled.
+
+    **Returns:** the matplotlib `Figure` (Agg backend); the caller closes it.
     """
     import matplotlib
 
@@ -127,7 +140,8 @@ def plot_learning_curves(log: RunLog, path, title: str = "") -> None:
     rows = -(-panels // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     flat = list(axes.flat)
-    for ax, key in zip(flat, keys, strict=False):
+    _plot_evaluations(flat[0], log)
+    for ax, key in zip(flat[1:], keys, strict=False):
         shown = []
         for phase in sorted({r["phase"] for r in log.losses if key in r}):
             rows_ = [r for r in log.losses if r["phase"] == phase and key in r]
@@ -139,11 +153,18 @@ def plot_learning_curves(log: RunLog, path, title: str = "") -> None:
         ax.set_xlabel("update step")
         magnitudes = np.abs(np.asarray(shown, np.float64))
         magnitudes = magnitudes[magnitudes > 0]
-        if "loss" in key and magnitudes.size and magnitudes.max() > 30 * magnitudes.min():
-            # A log scale only for losses spanning decades: within one, it shows no labels.
+        if "loss" in key and magnitudes.size and magnitudes.max() > 100 * magnitudes.min():
+            # Within two decades a log axis has one labelled tick or none: keep it linear.
             ax.set_yscale("symlog", linthresh=1e-3)
         ax.legend(fontsize="x-small")
-    ax_eval = flat[len(keys)]
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_evaluations(ax, log: RunLog) -> None:
     use_score = all(r["score"] is not None for r in log.evals) and bool(log.evals)
     value = "score" if use_score else "return"
     curves = sorted({(r["policy"], r.get("point", -1)) for r in log.evals})
@@ -153,17 +174,13 @@ def plot_learning_curves(log: RunLog, path, title: str = "") -> None:
         means = np.array([np.mean([r[value] for r in rows_ if r["step"] == s]) for s in steps])
         stds = np.array([np.std([r[value] for r in rows_ if r["step"] == s]) for s in steps])
         label = policy if point < 0 else f"{policy}, grid point {point}"
-        ax_eval.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=label)
+        ax.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=label)
     anchor = [r[value] for r in log.evals if r["policy"] == "base" and r["stage"] == "final"]
     if anchor:
-        ax_eval.axhline(np.mean(anchor), color="grey", linestyle="--", label="BC anchor (final)")
-    ax_eval.set_xlabel("update step")
-    ax_eval.set_title("normalised score (x100)" if use_score else "episode return")
+        ax.axhline(np.mean(anchor), color="grey", linestyle="--", label="BC anchor (final)")
+    ax.set_xlabel("update step")
+    what = "D4RL-normalised score" if use_score else "episode return"
+    ax.set_title(what, fontweight="bold")
+    ax.set_ylabel("mean ± std over seeds")
     if log.evals:
-        ax_eval.legend(fontsize="x-small")
-    for ax in flat[panels:]:
-        ax.set_visible(False)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, format="png")
-    plt.close(fig)
+        ax.legend(fontsize="x-small")
