@@ -186,6 +186,24 @@ def train(
     return results
 
 
+def _stored_config(out: Path) -> RunConfig:
+    """The configuration a run folder was trained with; `ValueError` saying what `out` is when
+    it is not a run folder."""
+    path = out / "config.json"
+    give = "give the --out folder of a `spar-eqx train` run."
+    if not out.exists():
+        raise ValueError(f"{out}: no such folder; {give}")
+    if not out.is_dir():
+        raise ValueError(f"{out} is not a folder; {give}")
+    if not path.is_file():
+        raise ValueError(f"{out} is not a run folder (it has no config.json); {give}")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        reason = str(error).rstrip(".")
+        raise ValueError(f"{path} is not a run configuration ({reason}).") from None
+
+
 def load_trained(out: str | Path):
     """Rebuild a finished run's trainer and its final states, stacked over all runs.
 
@@ -198,7 +216,7 @@ def load_trained(out: str | Path):
     `trainer.policies(len(trainer.algorithm.stages) - 1, states)` deploys them.
     """
     out = Path(out)
-    config = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
+    config = _stored_config(out)
     trainer = Trainer(config, out, progress=False)
     trainer.prepare_data()
     trainer.build()
