@@ -205,6 +205,57 @@ def test_bad_input_is_refused_with_a_message(tmp_path, hopper_file, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_a_run_too_big_for_memory_is_refused_before_its_folder_exists(
+    tmp_path, hopper_file, capsys, monkeypatch
+):
+    """Twice the training state plus the data is a floor of a run's peak memory; a run above
+    what the devices have is refused with the sizes, not started to die out of memory."""
+    import spar_eqx._train._run as run_module
+    from spar_eqx._train._memory import tree_bytes
+
+    seen = {}
+
+    def tiny_machine(devices):
+        seen["asked"] = True
+        return 200_000  # bytes: less than this tiny run's two states and data
+
+    monkeypatch.setattr(run_module, "available_bytes", tiny_machine)
+    out = tmp_path / "big"
+    assert _train(out, hopper_file, "--variant", "mlp") == 2
+    err = capsys.readouterr().err
+    assert seen and "--seeds 2 needs at least" in err and "0.0 GB available" in err
+    assert "fewer seeds" in err and "Traceback" not in err
+    assert not out.exists()
+    # Enough memory: the same run starts (checked here on the estimate alone).
+    monkeypatch.setattr(run_module, "available_bytes", lambda devices: 10**12)
+    from spar_eqx._cli import _build_parser
+    from spar_eqx._cli_train import config_from_args
+    from spar_eqx._train._run import Trainer
+
+    args = _build_parser().parse_args(
+        ["train", "--dataset", str(hopper_file), "--out", str(out), *TINY, "--variant", "mlp"]
+    )
+    trainer = Trainer(config_from_args(args), out, progress=False)
+    trainer.prepare_data()
+    trainer.build()
+    trainer.check_memory()
+    states = trainer.init_stage(0)
+    assert tree_bytes(states) == tree_bytes(trainer.skeleton(0)) > 0
+
+
+def test_tree_bytes_counts_arrays_and_their_shapes_alike():
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from spar_eqx._train._memory import available_bytes, tree_bytes
+
+    tree = {"w": jnp.zeros((3, 4)), "n": jnp.zeros(5, jnp.int8), "k": jax.random.key(0), "s": 1.5}
+    assert tree_bytes(tree) == 3 * 4 * 4 + 5 + 8
+    assert tree_bytes(eqx.filter_eval_shape(lambda: tree)) == tree_bytes(tree)
+    assert available_bytes(jax.local_devices()) > 0  # this CPU's available memory
+
+
 def test_nan_loss_stops_with_stage_and_step(tmp_path, capsys):
     data = write_hopper_hdf5(tmp_path / "huge.hdf5", steps=200, reward_scale=1e37)
     out = tmp_path / "nan"

@@ -173,6 +173,7 @@ def train(
     # checked before the folder exists, so a refused run leaves nothing that blocks a re-run.
     trainer.prepare_data()
     trainer.build()
+    trainer.check_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_lock(run_dir):
         text = json.dumps(config.to_dict(), indent=2, sort_keys=True)

@@ -37,6 +37,7 @@ from ._data import prepare
 from ._evaluate import RunEvaluation
 from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
+from ._memory import available_bytes, tree_bytes
 from ._results import gather
 from ._sharing import StageRuns, parent_runs, stage_runs
 
@@ -124,8 +125,9 @@ class Trainer(RunEvaluation):
         self.stage_layouts: list[StageRuns] = stage_runs(per_point, len(self.algorithm.stages))
         stacked = []
         for stage, layout in enumerate(self.stage_layouts):
-            runs = [hyperparameter_arrays(per_point[p][stage]) for p in layout.points]
-            stacked.append(stack([runs[r // k] for r in range(layout.runs(k))]))
+            # One learner per group, each repeated for its k runs (run g * k + j is group g).
+            groups = stack([hyperparameter_arrays(per_point[p][stage]) for p in layout.points])
+            stacked.append(jax.tree_util.tree_map(lambda x: jnp.repeat(x, k, axis=0), groups))
         self.learners: list[Learner] = stacked
         template = per_point[0]
         self.steps = [
@@ -134,6 +136,38 @@ class Trainer(RunEvaluation):
             for index, phase in enumerate(learner.phases(self.config.steps[stage]))
         ]
         self.run_keys = jax.vmap(jr.key)(jnp.asarray(self.run_seeds))
+
+    def check_memory(self) -> None:
+        """Refuse a run whose arrays cannot fit in the memory of the devices that hold them.
+
+        A chunk holds its input states and its output states at once (the inputs are not
+        donated), beside the dataset, so `2 x states + data` is a lower bound of the run's
+        peak; when it exceeds the memory available (`available_bytes`), the run would die out
+        of memory, so it is refused here, before its folder exists. Stages not built yet
+        (`Algorithm.unresolved`) are not counted. Raises `ValueError` naming the sizes.
+        """
+        available = available_bytes(jax.local_devices())
+        if available is None:
+            return
+        sizes = [tree_bytes(self.skeleton(stage)) for stage in range(len(self.learners))]
+        stage = int(np.argmax(sizes))
+        data = tree_bytes(self.data)
+        need = 2 * sizes[stage] + data
+        if need <= available:
+            return
+        runs = self.stage_runs(stage)
+        per_run = sizes[stage] / runs
+        fits = max(0, int((available - data) // (2 * per_run)))
+        points = f" x {len(self.grid)} grid points" if len(self.grid) > 1 else ""
+        where = "this machine" if jax.default_backend() == "cpu" else "the local devices"
+        raise ValueError(
+            f"--seeds {self.config.seeds}{points} needs at least {need / 1e9:.1f} GB "
+            f"({runs} runs of {per_run / 1e6:.1f} MB in stage {stage + 1}, held twice while a "
+            f"chunk runs, and {data / 1e9:.2f} GB of data), but {where} has "
+            f"{available / 1e9:.1f} GB available; at most about {fits} runs fit. Use fewer "
+            "seeds or grid points, smaller networks, or split the seeds over several machines "
+            "(--num-processes)."
+        )
 
     def resolve(self, states) -> None:
         """Let the finished first stage decide the later ones (`Algorithm.resolve`), then
