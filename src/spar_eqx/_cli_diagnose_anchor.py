@@ -3,7 +3,6 @@ or a Stage I fitted here with the trainer's own data preparation and chunk runne
 residuals and Q values it gives on dataset rows."""
 
 import functools
-import json
 import os
 import time
 from pathlib import Path
@@ -16,26 +15,16 @@ _BATCH = 4096  # states per call when evaluating the anchor and critics
 
 def anchor_run(run_dir: Path) -> tuple[Any, Path, int]:
     """The run configuration, Stage I checkpoint and process count of a SPAR run folder."""
-    from ._run_config import RunConfig
+    from ._train._api import stored_config
 
-    if not run_dir.is_dir():
-        raise UserError(
-            f"--anchor {run_dir}: no such folder; give the folder of a `spar-eqx train` SPAR "
-            "run, or drop --anchor to fit an anchor here."
-        )
-    path = run_dir / "config.json"
     try:
-        config = RunConfig.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise UserError(
-            f"--anchor {run_dir} is not a run folder (it has no config.json); give the folder "
-            "`spar-eqx train --out` wrote, or drop --anchor to fit an anchor here."
-        ) from None
-    except (OSError, ValueError, TypeError, AttributeError) as error:
-        raise UserError(
-            f"--anchor {run_dir}: {path} is not a run configuration ({error}); give the folder "
-            "of a `spar-eqx train` SPAR run."
-        ) from None
+        config = stored_config(
+            run_dir,
+            "give the folder of a `spar-eqx train` SPAR run, or drop --anchor to fit "
+            "an anchor here.",
+        )
+    except ValueError as error:
+        raise UserError(f"--anchor {error}") from None
     if config.algo != "spar":
         raise UserError(
             f"--anchor {run_dir} is a {config.algo} run, which has no SPAR Stage I anchor; "

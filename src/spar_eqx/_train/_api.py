@@ -187,22 +187,26 @@ def train(
     return results
 
 
-def _stored_config(out: Path) -> RunConfig:
-    """The configuration a run folder was trained with; `ValueError` saying what `out` is when
-    it is not a run folder."""
+def stored_config(
+    out: Path, advice: str = "give the --out folder of a `spar-eqx train` run."
+) -> RunConfig:
+    """The configuration the run folder `out` was trained with.
+
+    Raises `ValueError` saying what `out` is instead (no folder, a file, a folder without a
+    `config.json`, an unreadable one), followed by `advice`.
+    """
     path = out / "config.json"
-    give = "give the --out folder of a `spar-eqx train` run."
     if not out.exists():
-        raise ValueError(f"{out}: no such folder; {give}")
+        raise ValueError(f"{out}: no such folder; {advice}")
     if not out.is_dir():
-        raise ValueError(f"{out} is not a folder; {give}")
+        raise ValueError(f"{out} is not a folder; {advice}")
     if not path.is_file():
-        raise ValueError(f"{out} is not a run folder (it has no config.json); {give}")
+        raise ValueError(f"{out} is not a run folder (it has no config.json); {advice}")
     try:
         return RunConfig.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError, AttributeError) as error:
         reason = str(error).rstrip(".")
-        raise ValueError(f"{path} is not a run configuration ({reason}).") from None
+        raise ValueError(f"{out}: {path} is not a run configuration ({reason}); {advice}") from None
 
 
 def load_trained(out: str | Path):
@@ -217,7 +221,7 @@ def load_trained(out: str | Path):
     `trainer.policies(len(trainer.algorithm.stages) - 1, states)` deploys them.
     """
     out = Path(out)
-    config = _stored_config(out)
+    config = stored_config(out)
     trainer = Trainer(config, out, progress=False)
     trainer.prepare_data()
     trainer.build()
