@@ -1,4 +1,5 @@
-"""The run loop: data, learners, phases, checkpoints and resume, for any registered algorithm.
+"""The run loop: data, learners and phases, for any registered algorithm (checkpoints and
+resume in `_resume`, evaluation in `_evaluate`).
 
 Runs (grid points x seeds) are a leading axis on every state and learner (one compile
 for all of them); each compiled call runs `log_every` updates in a `lax.scan` that
@@ -21,27 +22,20 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._errors import CheckpointError, TrainingError
+from .._errors import TrainingError
 from .._hyper import replace
 from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
-from ._checkpoint import (
-    ForeignCheckpointError,
-    load_checkpoint,
-    previous_path,
-    read_header,
-    save_checkpoint,
-)
+from ._checkpoint import save_checkpoint
 from ._chunk import gather_runs, init_states, run_chunk, shard_runs, stack
 from ._data import prepare
 from ._evaluate import RunEvaluation
 from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
-from ._memory import available_bytes, tree_bytes
+from ._memory import available_bytes, memory_shortfall, tree_bytes
 from ._results import gather
+from ._resume import LATEST, RunCheckpoints
 from ._sharing import StageRuns, parent_runs, stage_runs
-
-LATEST = "latest.eqx"
 
 
 class Step(NamedTuple):
@@ -52,7 +46,7 @@ class Step(NamedTuple):
     phase: Phase
 
 
-class Trainer(RunEvaluation):
+class Trainer(RunEvaluation, RunCheckpoints):
     """Runs every stage of `config.algo` for this process's seeds and every grid point.
 
     With `process_count` processes, process `p` runs the contiguous seeds
@@ -138,36 +132,23 @@ class Trainer(RunEvaluation):
         self.run_keys = jax.vmap(jr.key)(jnp.asarray(self.run_seeds))
 
     def check_memory(self) -> None:
-        """Refuse a run whose arrays cannot fit in the memory of the devices that hold them.
-
-        A chunk holds its input states and its output states at once (the inputs are not
-        donated), beside the dataset, so `2 x states + data` is a lower bound of the run's
-        peak; when it exceeds the memory available (`available_bytes`), the run would die out
-        of memory, so it is refused here, before its folder exists. Stages not built yet
-        (`Algorithm.unresolved`) are not counted. Raises `ValueError` naming the sizes.
-        """
+        """Refuse a run whose arrays cannot fit in the memory of the devices that hold them
+        (`memory_shortfall`), before its folder exists; stages not built yet
+        (`Algorithm.unresolved`) are not counted. Raises `ValueError` naming the sizes."""
         available = available_bytes(jax.local_devices())
         if available is None:
             return
-        sizes = [tree_bytes(self.skeleton(stage)) for stage in range(len(self.learners))]
-        stage = int(np.argmax(sizes))
-        data = tree_bytes(self.data)
-        need = 2 * sizes[stage] + data
-        if need <= available:
-            return
-        runs = self.stage_runs(stage)
-        per_run = sizes[stage] / runs
-        fits = max(0, int((available - data) // (2 * per_run)))
-        points = f" x {len(self.grid)} grid points" if len(self.grid) > 1 else ""
-        where = "this machine" if jax.default_backend() == "cpu" else "the local devices"
-        raise ValueError(
-            f"--seeds {self.config.seeds}{points} needs at least {need / 1e9:.1f} GB "
-            f"({runs} runs of {per_run / 1e6:.1f} MB in stage {stage + 1}, held twice while a "
-            f"chunk runs, and {data / 1e9:.2f} GB of data), but {where} has "
-            f"{available / 1e9:.1f} GB available; at most about {fits} runs fit. Use fewer "
-            "seeds or grid points, smaller networks, or split the seeds over several machines "
-            "(--num-processes)."
+        stages = range(len(self.learners))
+        problem = memory_shortfall(
+            [tree_bytes(self.skeleton(stage)) for stage in stages],
+            [self.stage_runs(stage) for stage in stages],
+            tree_bytes(self.data),
+            available,
+            seeds=self.config.seeds,
+            grid_points=len(self.grid),
         )
+        if problem:
+            raise ValueError(problem)
 
     def resolve(self, states) -> None:
         """Let the finished first stage decide the later ones (`Algorithm.resolve`), then
@@ -189,9 +170,6 @@ class Trainer(RunEvaluation):
         grid = [(params, replace(hyper, overrides)) for params, hyper in self.grid]
         self.hyperparameters, self.grid = hyperparameters, grid
         self.build()
-
-    def _header(self, **fields) -> dict[str, Any]:
-        return fields if self.resolution is None else {**fields, "resolution": self.resolution}
 
     def stage_runs(self, stage: int) -> int:
         """How many runs `stage` trains in this process: its groups of grid points (one per
@@ -232,46 +210,6 @@ class Trainer(RunEvaluation):
         """
         runs = self.run_keys[: self.stage_runs(self.steps[step_index].stage)]
         return jax.vmap(lambda k: jr.fold_in(jr.fold_in(k, 100 + step_index), step))(runs)
-
-    # ---- checkpoints
-
-    def _save(self, name: str, step_index: int, step: int, states, log: RunLog) -> None:
-        header = self._header(
-            phase=step_index,
-            stage=self.steps[step_index].stage,
-            step=step,
-            config=self.config.to_dict(),
-            log=log.to_json(),
-        )
-        save_checkpoint(self.ckpt_dir / name, header, states, keep_previous=True)
-
-    def _restore(self):
-        """The last good checkpoint: `latest.eqx`, or the one it replaced if it is damaged."""
-        path = self.ckpt_dir / LATEST
-        try:
-            return self._restore_from(path)
-        except CheckpointError as error:
-            fallback = previous_path(path)
-            if isinstance(error, ForeignCheckpointError) or not fallback.exists():
-                raise  # an intact checkpoint of another state: the one before is no better
-            print(
-                f"spar-eqx: {error} Resuming from the checkpoint before it, {fallback}.",
-                file=sys.stderr,
-            )
-            return self._restore_from(fallback)
-
-    def _restore_from(self, path: Path):
-        header = read_header(path)
-        if header.get("config") != self.config.to_dict():
-            raise ValueError(
-                f"{path} was written by a run with a different configuration; resume with the "
-                "same options, or start afresh in an empty folder."
-            )
-        if "resolution" in header and self.resolution is None:
-            self.apply_resolution(header["resolution"])
-        stage = self.steps[header["phase"]].stage
-        _, states = load_checkpoint(path, self.skeleton(stage))
-        return header["phase"], header["step"], states, RunLog.from_json(header["log"])
 
     # ---- main loop
 
