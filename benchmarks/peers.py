@@ -277,10 +277,12 @@ def _quiet_d3rlpy() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def add_peer_versions(path: str) -> None:
-    """Add d3rlpy's and PyTorch's versions to the record `write_record` wrote at `path`."""
+def add_peer_versions(path: str, **fields) -> None:
+    """Add d3rlpy's and PyTorch's versions, and any other top-level `fields`, to the record
+    `write_record` wrote at `path`."""
     record = json.loads(Path(path).read_text())
     record["versions"].update({name: metadata.version(name) for name in ("d3rlpy", "torch")})
+    record.update(fields)
     Path(path).write_text(json.dumps(record, indent=2))
 
 

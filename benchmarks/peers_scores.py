@@ -191,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         write_record(args.json, "benchmarks/peers_scores.py", rows, argv)
-        add_peer_versions(args.json)
-        record = json.loads(Path(args.json).read_text())
-        record["ours"] = {"file": args.ours, "scores": mine}
-        Path(args.json).write_text(json.dumps(record, indent=2))
+        add_peer_versions(args.json, ours={"file": args.ours, "scores": mine})
     return 0
 
 
