@@ -64,7 +64,9 @@ def test_file_with_next_observations_keeps_every_row(tmp_path):
     np.testing.assert_array_equal(np.asarray(t.terminals), arrays["terminals"])
     np.testing.assert_array_equal(np.asarray(t.timeouts), arrays["timeouts"])
     assert dataset.metadata["dropped_transitions"] == 0
-    assert dataset.env_id == "hopper-medium-v2"
+    # The recorded D4RL name stands for gymnasium's Hopper (D4RL's mujoco-py Hopper-v3).
+    assert dataset.env_id == "Hopper-v5"
+    assert "hopper-medium-v2" in dataset.environment.source
     assert dataset.reference == reference_scores("hopper")
     np.testing.assert_array_equal(np.asarray(dataset.action_low), -np.ones(ACT_DIM))
     np.testing.assert_array_equal(np.asarray(dataset.action_high), np.ones(ACT_DIM))
@@ -93,12 +95,15 @@ def test_file_without_next_observations_drops_timeout_ends(tmp_path):
 def test_env_id_explicit_overrides_file_and_is_required_without_one(tmp_path):
     arrays = make_arrays(LAYOUT)
     path = write_h5(tmp_path / "d.hdf5", arrays, attrs={"env_name": "walker2d-medium-v2"})
-    assert load_dataset(path).env_id == "walker2d-medium-v2"
+    assert load_dataset(path).env_id == "Walker2d-v5"
     assert load_dataset(path, env_id="Hopper-v5").reference == reference_scores("Hopper-v5")
     bare = write_h5(tmp_path / "bare.hdf5", arrays, attrs={})
-    with pytest.raises(DatasetError, match=re.escape(str(bare)) + ".*records no environment id"):
+    with pytest.raises(DatasetError, match=re.escape(str(bare)) + ".*records no environment"):
         load_dataset(bare)
     assert load_dataset(bare, env_id="pen-human-v1").reference == reference_scores("pen")
+    # A file named after its D4RL dataset needs no attribute and no env_id.
+    named = write_h5(tmp_path / "walker2d-medium-replay-v2.hdf5", arrays, attrs={})
+    assert load_dataset(named).env_id == "Walker2d-v5"
 
 
 def test_flag_and_reward_layout_variants(tmp_path):

@@ -148,8 +148,12 @@ def test_id_folder_and_data_folder_load_the_same(minari_env):
 
 def test_env_id_override(minari_env):
     dataset = load_dataset(DATASET_ID, env_id="walker2d-medium-v2")
-    assert dataset.env_id == "walker2d-medium-v2"
+    assert dataset.env_id == "Walker2d-v5"
     assert dataset.reference == reference_scores("walker2d")
+    # Without an override the dataset's own evaluation spec is used, step limit included.
+    recorded = load_dataset(DATASET_ID).environment
+    assert recorded.env_id == "Hopper-v5" and recorded.max_episode_steps == 1000
+    assert recorded.source == "the dataset's eval_env_spec"
 
 
 def test_normalisation_on_real_data(minari_env):

@@ -6,6 +6,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+import spar_eqx
 from spar_eqx._evaluation import (
     BatchPolicy,
     EvaluationResult,
@@ -174,17 +175,26 @@ def test_env_spaces():
     env.close()
 
 
-@pytest.mark.parametrize("env_id", ["hopper-medium-v2", "Foo-v5", "mujoco/hopper/medium-v0"])
+@pytest.mark.parametrize("env_id", ["Foo-v5", "mujoco/hopper/medium-v0", "hopper-tiny-v2"])
 def test_unknown_env(env_id):
     with pytest.raises(ValueError, match=f"{env_id!r}.*'Hopper-v5'"):
         evaluate(_sign_policy, env_id, 1, 0)
-    with pytest.raises(ValueError, match="'Hopper-v5'"):
+    with pytest.raises(ValueError, match="'Hopper-v5'.*'hopper-medium-v2'"):
         env_spaces(env_id)
 
 
-def test_suggests_the_family():
-    with pytest.raises(ValueError, match="'HalfCheetah-v5'"):
-        env_spaces("halfcheetah-medium-v2")
+@pytest.mark.parametrize(
+    "name, env_id",
+    [("hopper-medium-v2", "Hopper-v5"), ("halfcheetah-medium-expert-v2", "HalfCheetah-v5"),
+     ("walker2d-medium-replay-v0", "Walker2d-v5")],
+)  # fmt: skip
+def test_a_d4rl_dataset_name_names_its_environment(name, env_id):
+    assert spar_eqx.environment(name).env_id == env_id
+    _, act_dim, _, _ = spaces = env_spaces(name)
+    assert spaces[:2] == env_spaces(env_id)[:2]
+    still = lambda obs, key: jnp.zeros((obs.shape[0], act_dim), jnp.float32)
+    result = evaluate(still, name, 1, 0, max_episode_steps=5)
+    assert result.env_id == env_id and result.successes is None
 
 
 def test_bad_arguments():

@@ -15,6 +15,15 @@ from ._config import (
 )
 from ._conflict import gradient_conflict as gradient_conflict
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
+from ._environments import (
+    DOMAINS as DOMAINS,
+    Domain as Domain,
+    Environment as Environment,
+    GoalReached as GoalReached,
+    d4rl_environment as d4rl_environment,
+    domain_of as domain_of,
+    environment as environment,
+)
 from ._errors import (
     CheckpointError as CheckpointError,
     TrainingError as TrainingError,

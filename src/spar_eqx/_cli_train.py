@@ -55,16 +55,21 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
     parser.add_argument(
         "--dataset", default="default", help="Minari id, folder, D4RL HDF5 file, or 'default'"
     )
-    parser.add_argument("--env", dest="env_id", help="environment id (default: the dataset's)")
+    parser.add_argument(
+        "--env", dest="env_id", metavar="ENV",
+        help="the environment to evaluate in: a gymnasium id (AntMaze_UMaze-v4) or a D4RL "
+        "dataset name (antmaze-umaze-diverse-v2, pen-cloned-v1); default: the dataset's",
+    )  # fmt: skip
     parser.add_argument(
         "--rescale-actions", action="store_true",
         help="map the dataset's recorded action bounds linearly onto the environment's action "
         "space when they differ (otherwise such a dataset is refused)",
     )  # fmt: skip
-    if algo == "spar":
-        parser.add_argument(
-            "--preset", choices=PRESETS, help="the paper's per-task settings (Table 8)"
-        )
+    parser.add_argument(
+        "--preset", choices=PRESETS, metavar="TASK",
+        help="a task's published settings: SPAR's Table 8, or the baseline's own values for "
+        f"the task's domain where its paper gives them ({', '.join(PRESETS)})",
+    )  # fmt: skip
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder (empty, or --resume)"
     )
@@ -204,10 +209,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, _dest(flag))
         if value is not None:
             overrides.update({h.path: value for h in fields})
-    if getattr(args, "preset", None):
+    if args.preset and algo == "spar":
         # The preset needs the critic bootstrap the flags ask for (its tau goes with it).
         q_target = overrides.get("anchor.q_target", config.hyperparameters.anchor.q_target)
         config = config.with_overrides({"anchor.q_target": q_target}).with_preset(args.preset)
+    elif args.preset:
+        config = config.with_preset(args.preset)
     return config.with_overrides({**overrides, **run, "sweep": _parse_sweep(args.sweep)})
 
 
@@ -377,6 +384,9 @@ def _print_point(record: dict) -> None:
         values = np.asarray(values)
         per_seed = " ".join(f"{v:.1f}" for v in values)
         print(f"{name:<14}{values.mean():>10.1f}{values.std():>10.1f}   {per_seed}")
+    for name, values in record.get("success_rate", {}).items():
+        per_seed = " ".join(f"{v:.2f}" for v in values)
+        print(f"success rate of {name}: {np.mean(values):.2f}   per seed {per_seed}")
     support = record.get("support_distance_ratio", {})
     if support:
         ratios = ", ".join(f"{name} {np.mean(v):.2f}" for name, v in support.items())

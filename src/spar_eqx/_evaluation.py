@@ -1,8 +1,8 @@
-"""Deterministic policy evaluation in gymnasium MuJoCo environments.
+"""Policy evaluation in the environments of every domain (gymnasium MuJoCo, AntMaze, Adroit).
 
 `evaluate` runs a batch of episodes in a `gymnasium.vector.SyncVectorEnv`, calling the policy once
-per environment step for the whole batch (one jitted call), and reports raw returns and D4RL
-normalised scores.
+per environment step for the whole batch (one jitted call), and reports raw returns, D4RL
+normalised scores and, where the domain scores success, each episode's success.
 """
 
 import dataclasses
@@ -12,18 +12,11 @@ import gymnasium as gym
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from ._environments import Environment, environment
 from ._module_jit import module_jit
-from ._scores import ReferenceScores, env_family, normalized_score, reference_scores
-
-# Gymnasium (v5) ids of the D4RL families that ship with gymnasium itself, for error messages.
-_GYMNASIUM_IDS = {
-    "hopper": "Hopper-v5",
-    "halfcheetah": "HalfCheetah-v5",
-    "walker2d": "Walker2d-v5",
-    "ant": "Ant-v5",
-}
+from ._scores import ReferenceScores, normalized_score
 
 # How far (absolute) an action may stray outside the action space before it is refused.
 _ACTION_TOLERANCE = 1e-6
@@ -78,6 +71,8 @@ class EvaluationResult:
       reference is known for the environment.
     - `env_id`: the gymnasium id that was evaluated.
     - `reference`: the reference returns used for `scores`, or None.
+    - `successes`: for a domain scored by success (AntMaze), whether each episode reached its
+      goal (its return is then 1, and its score 100); None elsewhere.
     - `reports`: for a `ReportingPolicy`, each reported quantity's mean over the steps of
       each episode, `{name: (episodes,)}`; empty otherwise.
     """
@@ -88,6 +83,7 @@ class EvaluationResult:
     env_id: str
     reference: ReferenceScores | None
     reports: dict[str, Float[np.ndarray, " episodes"]] = dataclasses.field(default_factory=dict)
+    successes: Bool[np.ndarray, " episodes"] | None = None
 
     @property
     def mean_return(self) -> float:
@@ -100,46 +96,47 @@ class EvaluationResult:
         return None if self.scores is None else float(np.mean(self.scores))
 
 
-def make_env(env_id: str, *, max_episode_steps: int | None = None) -> gym.Env:
-    """Make one gymnasium environment, refusing ids gymnasium does not know with a clear error.
+def make_env(env: "str | Environment", *, max_episode_steps: int | None = None) -> gym.Env:
+    """Make one environment, flattened and scored as its domain says (`Environment.make`).
 
     **Arguments:**
 
-    - `env_id`: a registered gymnasium id, e.g. `"Hopper-v5"`.
-    - `max_episode_steps`: episode cap (a `TimeLimit`); None keeps the id's registered default.
+    - `env`: an [`spar_eqx.Environment`][], a gymnasium id (`"Hopper-v5"`,
+      `"AntMaze_UMaze-v4"`, `"AdroitHandPen-v1"`) or a D4RL dataset name
+      (`"antmaze-umaze-diverse-v2"`, `"pen-cloned-v1"`).
+    - `max_episode_steps`: episode cap; None keeps the environment's own.
 
-    **Returns:** the environment (with gymnasium's usual wrappers). Close it when done.
+    **Returns:** the environment. Close it when done. An unknown id, or a domain whose package
+    is missing, is refused with a `ValueError` that names what to pass or install.
     """
-    try:
-        return gym.make(env_id, max_episode_steps=max_episode_steps)
-    except (gym.error.Error, ImportError) as err:
-        family = env_family(env_id)
-        suggestion = _GYMNASIUM_IDS.get(family, "Hopper-v5") if family else "Hopper-v5"
-        raise ValueError(
-            f"unknown or unavailable environment id {env_id!r} ({err}); pass a gymnasium "
-            f"environment id such as {suggestion!r}, not a dataset name."
-        ) from err
+    return as_environment(env).make(max_episode_steps)
+
+
+def as_environment(env: "str | Environment") -> Environment:
+    """`env` itself, or the `Environment` an id or D4RL dataset name stands for."""
+    return env if isinstance(env, Environment) else environment(env)
 
 
 def env_spaces(
-    env_id: str,
+    env: "str | Environment",
 ) -> tuple[int, int, Float[np.ndarray, " act_dim"], Float[np.ndarray, " act_dim"]]:
     """Observation and action sizes and action bounds of an environment.
 
     **Arguments:**
 
-    - `env_id`: a registered gymnasium id, e.g. `"Hopper-v5"`.
+    - `env`: an `Environment`, a gymnasium id or a D4RL dataset name (see `make_env`).
 
     **Returns:** `(obs_dim, act_dim, action_low, action_high)`, the bounds as float arrays of shape
-    `(act_dim,)`.
+    `(act_dim,)`; `obs_dim` is that of the flattened observation.
 
     Raises `ValueError` for an unknown id, or when either space is not a 1-D `Box`.
     """
-    env = make_env(env_id)
+    env = as_environment(env)
+    made = env.make()
     try:
-        return _box_spaces(env_id, env.observation_space, env.action_space)
+        return _box_spaces(env.env_id, made.observation_space, made.action_space)
     finally:
-        env.close()
+        made.close()
 
 
 def _box_spaces(env_id, observation_space, action_space):
@@ -156,7 +153,7 @@ def _box_spaces(env_id, observation_space, action_space):
 
 def evaluate(
     policy: BatchPolicy,
-    env_id: str,
+    env: "str | Environment",
     episodes: int,
     seed: int,
     *,
@@ -165,7 +162,7 @@ def evaluate(
     max_episode_steps: int | None = None,
     num_envs: int | None = None,
 ) -> EvaluationResult:
-    """Run `episodes` episodes of `policy` in `env_id` and report returns and normalised scores.
+    """Run `episodes` episodes of `policy` in `env` and report returns and normalised scores.
 
     The episodes run side by side in a `gymnasium.vector.SyncVectorEnv` of `num_envs` copies of
     the environment, in `ceil(episodes / num_envs)` rounds. Episode `i` is always seeded with
@@ -184,14 +181,18 @@ def evaluate(
 
     - `policy`: a [`spar_eqx.BatchPolicy`][]: `policy(observations, key) -> actions`; a
       [`spar_eqx.ReportingPolicy`][] also has its reports averaged per episode.
-    - `env_id`: a gymnasium id, e.g. `"Hopper-v5"`.
+    - `env`: an [`spar_eqx.Environment`][] (a dataset's, `dataset.environment`), a gymnasium
+      id such as `"Hopper-v5"`, or a D4RL dataset name such as `"pen-cloned-v1"`. Its domain
+      decides the scoring: AntMaze episodes end at the goal (D4RL's radius 0.5) with return 1,
+      and their score is 100 x the success rate.
     - `episodes`: number of episodes, at least 1.
     - `seed`: seeds episode `i` with `seed + i`, and the policy key when `key` is None.
     - `key`: the policy's randomness, split once per step; default `jr.key(seed)`.
     - `reference`: `(min, max)` returns mapping to scores 0 and 100 (e.g. Minari's `ref_min_score`
       and `ref_max_score`); default: D4RL's constants for the id's family
       (`spar_eqx.reference_scores(env_id)`), or no scores when the family is unknown.
-    - `max_episode_steps`: episode cap; None keeps the id's registered default.
+    - `max_episode_steps`: episode cap; None keeps the environment's own (an Adroit task's is
+      D4RL's horizon: 100 steps for pen, 200 for the others).
     - `num_envs`: environments run at once; default `episodes` (one round).
 
     **Returns:** an [`spar_eqx.EvaluationResult`][].
@@ -204,15 +205,17 @@ def evaluate(
         raise ValueError(f"num_envs must be at least 1, got {num_envs}.")
     if max_episode_steps is not None and max_episode_steps < 1:
         raise ValueError(f"max_episode_steps must be at least 1 or None, got {max_episode_steps}.")
+    env = as_environment(env)
+    env_id = env.env_id
     if reference is None:
-        reference = reference_scores(env_id)
+        reference = env.reference
     else:
         reference = ReferenceScores(float(reference[0]), float(reference[1]))
     if key is None:
         key = jr.key(seed)
 
     # Validate the id (and the spaces) on one env before building the vector env.
-    probe = make_env(env_id, max_episode_steps=max_episode_steps)
+    probe = env.make(max_episode_steps)
     try:
         obs_dim, act_dim, low, high = _box_spaces(
             env_id, probe.observation_space, probe.action_space
@@ -226,7 +229,7 @@ def evaluate(
         probe.close()
 
     envs = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id, max_episode_steps=max_episode_steps)] * num_envs
+        [lambda: env.make(max_episode_steps)] * num_envs
     )
     returns = np.zeros(episodes, dtype=np.float64)
     lengths = np.zeros(episodes, dtype=np.int64)
@@ -270,6 +273,7 @@ def evaluate(
         env_id=env_id,
         reference=reference,
         reports=reports,
+        successes=returns > 0.5 if env.domain.scoring == "success" else None,
     )
 
 

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ._hyper import Hyperparameter, from_dict, hyperparameters, replace, to_dict
-from ._presets import preset_overrides
+from ._presets import PRESETS, preset_overrides
 from ._registry import Algorithm, algorithm
 
 
@@ -32,6 +32,8 @@ class RunConfig:
     - `acceptance_states`: dataset states the final diagnostics are measured on.
     - `rescale_actions`: map the dataset's recorded action bounds linearly onto the
       environment's action space when they differ (otherwise such a dataset is refused).
+    - `preset`: the task whose settings were applied (`with_preset`), or None; a dataset of
+      another domain than the preset's task is refused when the run starts.
     """
 
     algo: str = "spar"
@@ -49,6 +51,7 @@ class RunConfig:
     reward_transform: str | None = None
     acceptance_states: int = 10_000
     rescale_actions: bool = False
+    preset: str | None = None
 
     def __post_init__(self):
         algo = algorithm(self.algo)
@@ -80,6 +83,10 @@ class RunConfig:
             raise ValueError(
                 "eval_max_episode_steps must be at least 1 (or None for the environment's "
                 f"own limit), got {self.eval_max_episode_steps}."
+            )
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(
+                f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}."
             )
         if self.acceptance_states < 1:
             raise ValueError(f"acceptance_states must be positive, got {self.acceptance_states}.")
@@ -169,12 +176,15 @@ class RunConfig:
         return dataclasses.replace(self, **top)
 
     def with_preset(self, name: str) -> "RunConfig":
-        """A copy with Table 8's settings for task `name` (SPAR only)."""
-        if self.algo != "spar":
-            raise ValueError(f"--preset holds SPAR's Table 8 settings; {self.algo} has none.")
-        return self.with_overrides(
-            preset_overrides(name, q_target=self.hyperparameters.anchor.q_target)
-        )
+        """A copy with the settings of task `name` for this algorithm (`preset_overrides`:
+        SPAR's Table 8, a baseline's published values for the task's domain), with `preset`
+        recorded so that a dataset of another domain is refused."""
+        q_target = self.hyperparameters.anchor.q_target if self.algo == "spar" else "value"
+        try:
+            overrides = preset_overrides(name, q_target=q_target, algo=self.algo)
+        except KeyError as error:
+            raise ValueError(error.args[0]) from None
+        return self.with_overrides({**overrides, "preset": name})
 
 
 def sweep_key(name: str) -> str:

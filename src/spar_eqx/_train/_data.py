@@ -7,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._environments import Environment
 from .._evaluation import env_spaces
 from .._learner import TrainingBatch
+from .._presets import preset_domain
 from .._run_config import RunConfig
 from ..data import (
     ObservationNormalizer,
@@ -25,6 +27,7 @@ class Prepared(NamedTuple):
 
     dataset: OfflineDataset
     env_id: str
+    environment: Environment  # where the policies are evaluated
     reward_transform: str
     normalizer: ObservationNormalizer
     data: TrainingBatch  # normalised observations, with next actions
@@ -49,8 +52,14 @@ def prepare(config: RunConfig, reward_convention: str) -> Prepared:
     **Returns:** a `Prepared`.
     """
     dataset = load_dataset(config.dataset, env_id=config.env_id)
-    env_id = dataset.env_id
-    obs_dim, act_dim, low, high = env_spaces(env_id)
+    env_id, environment = dataset.env_id, dataset.environment
+    if config.preset is not None and preset_domain(config.preset) != environment.domain:
+        raise ValueError(
+            f"--preset {config.preset} holds settings for {preset_domain(config.preset).name} "
+            f"tasks, and the dataset {dataset.name!r} is {environment.domain.name} data "
+            f"({env_id}); choose a preset of its domain, or none."
+        )
+    obs_dim, act_dim, low, high = env_spaces(environment)
     t = dataset.transitions
     if (t.obs_dim, t.act_dim) != (obs_dim, act_dim):
         raise ValueError(
@@ -88,7 +97,9 @@ def prepare(config: RunConfig, reward_convention: str) -> Prepared:
         timeouts=t.timeouts,
     )
     data = TrainingBatch.from_transitions(normalised)
-    return Prepared(dataset, env_id, transform, normalizer, data, obs_dim, act_dim, rescaled_from)
+    return Prepared(
+        dataset, env_id, environment, transform, normalizer, data, obs_dim, act_dim, rescaled_from
+    )
 
 
 def rescale_actions(dataset: OfflineDataset, low: np.ndarray, high: np.ndarray) -> OfflineDataset:

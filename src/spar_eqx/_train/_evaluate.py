@@ -22,7 +22,7 @@ class RunEvaluation:
     It reads the trainer's attributes and changes none of them: `config`, `algorithm`,
     `grid`, `seed_ids`, `run_seeds`, `num_local`, `num_runs`, `process_count`,
     `hyperparameters` and `resolution`; `learners` and `stage_layouts` (from
-    `Trainer.build`); and the prepared data (`dataset`, `env_id`, `normalizer`,
+    `Trainer.build`); and the prepared data (`dataset`, `env_id`, `environment`, `normalizer`,
     `reward_transform`, `rescaled_from`).
     """
 
@@ -49,7 +49,7 @@ class RunEvaluation:
             policies,
             self.seed_ids,
             len(layout.points),
-            self.env_id,
+            self.environment,
             episodes or c.eval_episodes,
             seed,
             self.dataset.reference,
@@ -114,6 +114,7 @@ class RunEvaluation:
             **resolved,
             "dataset": self.dataset.name,
             "env_id": self.env_id,
+            "environment": self.environment.describe(),
             "seeds": list(range(c.seeds)),
             "processes": self.process_count,
             "steps": dict(zip(self.algorithm.stages, c.steps, strict=True)),

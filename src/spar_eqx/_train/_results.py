@@ -9,6 +9,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._environments import Environment
 from .._evaluation import act_and_report, evaluate
 from .._scores import ReferenceScores
 from ._chunk import take_runs
@@ -40,20 +41,22 @@ class SeedStacked(eqx.Module):
 
 
 class Evaluated(NamedTuple):
-    """One policy's evaluation, per local seed: mean return, mean score (or None), and the
-    mean over its episodes' steps of each quantity the policy reports."""
+    """One policy's evaluation, per local seed: mean return, mean score (or None), the
+    mean over its episodes' steps of each quantity the policy reports, and the success rate
+    where the domain scores success (else None)."""
 
     returns: np.ndarray
     scores: np.ndarray | None
     reports: dict[str, np.ndarray]
     env_steps: np.ndarray  # environment steps of all its episodes, per seed
+    success: np.ndarray | None = None
 
 
 def evaluate_runs(
     policies: dict[str, eqx.Module],
     seed_ids: tuple[int, ...],
     points: int,
-    env_id: str,
+    env: Environment,
     episodes: int,
     seed: int,
     reference: ReferenceScores | None,
@@ -62,9 +65,10 @@ def evaluate_runs(
     """Per grid point, per policy: the `Evaluated` mean return, score and reports of each
     local seed (a report is averaged over each episode's steps, then over its episodes).
 
-    `policies` are stacked over runs (`points * len(seed_ids)`, point-major). Seed `s`
-    plays episodes with env seeds `seed + s * episodes + e` at every grid point, whatever
-    process it runs in, so grid points and a plain run see the same episodes.
+    `env` is the `Environment` every episode runs in. `policies` are stacked over runs
+    (`points * len(seed_ids)`, point-major). Seed `s` plays episodes with env seeds
+    `seed + s * episodes + e` at every grid point, whatever process it runs in, so grid
+    points and a plain run see the same episodes.
     """
     k = len(seed_ids)
     out = []
@@ -73,7 +77,7 @@ def evaluate_runs(
         for name, policy in policies.items():
             result = evaluate(
                 SeedStacked(take_runs(policy, point * k, (point + 1) * k), seed_ids),
-                env_id,
+                env,
                 k * episodes,
                 seed + seed_ids[0] * episodes,
                 key=jr.key(seed),
@@ -84,7 +88,10 @@ def evaluate_runs(
             scores = None if result.scores is None else result.scores.reshape(k, -1).mean(axis=1)
             reports = {n: v.reshape(k, episodes).mean(axis=1) for n, v in result.reports.items()}
             steps = result.lengths.reshape(k, episodes).sum(axis=1)
-            row[name] = Evaluated(returns, scores, reports, steps)
+            success = None
+            if result.successes is not None:
+                success = result.successes.reshape(k, episodes).mean(axis=1)
+            row[name] = Evaluated(returns, scores, reports, steps, success)
         out.append(row)
     return out
 
@@ -148,6 +155,7 @@ def point_record(
             name: None if e.scores is None else gather(e.scores) for name, e in evaluated.items()
         },
         "returns": {name: gather(e.returns) for name, e in evaluated.items()},
+        **success_record(evaluated),
         "diagnostics": {name: gather(values) for name, values in diagnostics.items()},
         "support_distance_ratio": {name: gather(values) for name, values in support.items()},
     }
@@ -159,6 +167,12 @@ def point_record(
     if episodes:
         record["episodes"] = episodes
     return record
+
+
+def success_record(evaluated: dict[str, Evaluated]) -> dict[str, Any]:
+    """`{"success_rate": {policy: per seed}}` where the domain scores success, else `{}`."""
+    rates = {name: e.success for name, e in evaluated.items() if e.success is not None}
+    return {"success_rate": {name: gather(r) for name, r in rates.items()}} if rates else {}
 
 
 def grid_record(params: list[dict[str, float]], records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,11 +12,20 @@ inside an episode. Where that is unknown, the row is handled as follows:
   the bootstrap.
 """
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._environments import (
+    ANTMAZE,
+    ANTMAZE_LEVELS,
+    D4RL_ANTMAZE_OBS_DIM,
+    Environment,
+    d4rl_environment,
+    environment,
+)
 from .._scores import reference_scores
 from ._dataset import OfflineDataset
 from ._errors import DatasetError
@@ -89,6 +98,43 @@ def reconstruct_next_observations(
     same_episode = before[keep[before] & ~terminals[before] & ~timeouts[before]]
     timeouts[same_episode] = True
     return next_observations, keep, timeouts
+
+
+def _file_environment(
+    path: Path, source: str, env_id: str | None, metadata: dict[str, Any], obs_dim: int
+) -> Environment:
+    """The environment of a D4RL-format file: `env_id` when given, else the one an attribute
+    names, else the one its file name is the D4RL dataset name of (`pen-cloned-v1.hdf5`).
+
+    D4RL's own AntMaze files are refused: their 29-d observations are the ant's `qpos` and
+    `qvel` in D4RL's maze, which gymnasium-robotics' maze mirrors (see the Domains docs).
+    """
+    if env_id is None:
+        env_id = next(
+            (metadata[key] for key in _ENV_ID_ATTRS if isinstance(metadata.get(key), str)), None
+        )
+    if env_id is None and d4rl_environment(path.stem) is not None:
+        env_id = path.stem
+    if env_id is None:
+        raise DatasetError(
+            f"{source}: the file records no environment (no attribute among "
+            f"{list(_ENV_ID_ATTRS)}) and its name is not a D4RL dataset name; name the "
+            "environment it was recorded in, a D4RL dataset name such as 'pen-cloned-v1' or a "
+            "gymnasium id such as 'AdroitHandPen-v1' (the --env option, or env_id=)."
+        )
+    env = environment(env_id)
+    if env.domain is ANTMAZE and obs_dim == D4RL_ANTMAZE_OBS_DIM:
+        level = re.sub(r"^antmaze-|-v\d+$", "", path.stem.lower())
+        level = level if level in ANTMAZE_LEVELS else "umaze-diverse"
+        raise DatasetError(
+            f"{source}: D4RL's own AntMaze data ({obs_dim}-d observations: the ant's qpos and "
+            "qvel in D4RL's maze) cannot be evaluated in gymnasium-robotics' AntMaze, whose "
+            "maze is the mirror image of D4RL's (D4RL puts maze row i at y = 4i, "
+            "gymnasium-robotics at y = -4i) and whose observations are 31-d. Use Minari's "
+            f"D4RL/antmaze/{level}-v1, recorded in gymnasium-robotics (`minari download "
+            f"D4RL/antmaze/{level}-v1` on a machine with network, then copy it here)."
+        )
+    return env
 
 
 def load_d4rl_file(
@@ -180,16 +226,7 @@ def load_d4rl_file(
             "next_observations and every row ends an episode by timeout)."
         )
 
-    file_env_id = next(
-        (metadata[key] for key in _ENV_ID_ATTRS if isinstance(metadata.get(key), str)), None
-    )
-    if env_id is None:
-        env_id = file_env_id
-    if env_id is None:
-        raise DatasetError(
-            f"{source}: the file records no environment id (no attribute among "
-            f"{list(_ENV_ID_ATTRS)}); pass it as `load_dataset(path, env_id='hopper-medium-v2')`."
-        )
+    env = _file_environment(path, source, env_id, metadata, observations.shape[1])
 
     transitions = Transitions(
         observations=observations[keep],
@@ -201,9 +238,10 @@ def load_d4rl_file(
     )
     return OfflineDataset(
         transitions=transitions,
-        env_id=env_id,
+        env_id=env.env_id,
         name=str(path),
-        reference=reference_scores(env_id),
+        reference=reference_scores(env.env_id),
+        environment=env,
         action_low=as_jax_array(low),
         action_high=as_jax_array(high),
         metadata=metadata,

@@ -5,6 +5,7 @@ from typing import Any
 
 from jaxtyping import Array, Float32
 
+from .._environments import Environment, environment
 from .._scores import ReferenceScores
 from ._transitions import Transitions
 
@@ -28,6 +29,9 @@ class OfflineDataset:
       the command and seed that produced it when recorded there).
     - `reward_transform`: which reward transform has been applied to `transitions.rewards`
       (`"none"` as loaded; see `apply_reward_transform`).
+    - `environment`: the [`spar_eqx.Environment`][] its policies are evaluated in: the one the
+      dataset records (a Minari dataset's evaluation spec, with its keyword arguments and step
+      limit), the one its D4RL name stands for, or, by default, `spar_eqx.environment(env_id)`.
     """
 
     transitions: Transitions
@@ -38,8 +42,11 @@ class OfflineDataset:
     action_high: Float32[Array, " act_dim"]
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     reward_transform: str = "none"
+    environment: Environment | None = None
 
     def __post_init__(self):
+        if self.environment is None:
+            object.__setattr__(self, "environment", environment(self.env_id))
         act_dim = self.transitions.act_dim
         for name in ("action_low", "action_high"):
             bound = getattr(self, name)

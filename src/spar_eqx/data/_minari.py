@@ -9,6 +9,7 @@ import numpy as np
 from minari.dataset.episode_data import EpisodeData
 from minari.dataset.minari_dataset import MinariDataset
 
+from .._environments import environment, recorded_environment
 from .._scores import ReferenceScores, reference_scores
 from ._dataset import OfflineDataset
 from ._errors import DatasetError
@@ -97,19 +98,6 @@ def _episode_arrays(
     return columns
 
 
-def _env_id_from_metadata(metadata: dict[str, Any]) -> str | None:
-    for key in ("env_spec", "eval_env_spec"):
-        text = metadata.get(key)
-        if isinstance(text, str):
-            try:
-                env_id = json.loads(text).get("id")
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if isinstance(env_id, str):
-                return env_id
-    return None
-
-
 def load_minari_folder(
     data_dir: Path,
     *,
@@ -173,13 +161,15 @@ def load_minari_folder(
     )
     check_action_bounds(source, actions, low, high, locate)
 
-    if env_id is None:
-        env_id = _env_id_from_metadata(metadata)
-    if env_id is None:
+    env = environment(env_id) if env_id is not None else recorded_environment(metadata)
+    if env is None:
         raise DatasetError(
-            f"{source}: the metadata records no environment (no env_spec); pass it as "
-            "`load_dataset(..., env_id='Hopper-v5')`."
+            f"{source}: the metadata records no environment (no env_spec or eval_env_spec "
+            "with an id); name the environment the data was recorded in, a gymnasium id such "
+            "as 'Hopper-v5' or a D4RL dataset name such as 'hopper-medium-v2' (the --env "
+            "option, or env_id=)."
         )
+    env_id = env.env_id
     reference = reference_scores(env_id)
     if reference is None and {"ref_min_score", "ref_max_score"} <= metadata.keys():
         reference = ReferenceScores(
@@ -202,4 +192,5 @@ def load_minari_folder(
         action_low=as_jax_array(low),
         action_high=as_jax_array(high),
         metadata=metadata,
+        environment=env,
     )

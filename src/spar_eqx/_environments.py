@@ -1,0 +1,376 @@
+"""Where a dataset's policies act and how their episodes are scored: one `Domain` per family
+of environments (gymnasium's MuJoCo locomotion, AntMaze, Adroit), and the `Environment` a
+dataset names.
+
+Loading, training, evaluation, scores and presets all ask these two values instead of testing
+environment names themselves:
+
+- a `Domain` says which package provides its environments (and which pip extra installs it),
+  how an episode is scored (D4RL-normalised return, or success as AntMaze is scored), the
+  episode length its reference returns were measured at, and which reward transform the
+  paper uses on its data;
+- an `Environment` is one concrete environment: a gymnasium id with the keyword arguments and
+  step limit to make it with (from the dataset's recorded evaluation spec where there is one),
+  and its domain. `Environment.make()` builds it with the observation flattened exactly as the
+  loader flattens the dataset's (a `Dict` space becomes its parts concatenated in key order).
+"""
+
+import dataclasses
+import importlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from ._scores import ReferenceScores, env_family, reference_scores
+
+Scoring = Literal["return", "success"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """A family of environments and the conventions its benchmark uses.
+
+    **Fields:**
+
+    - `name`: `"mujoco"`, `"antmaze"`, `"adroit"` or `"gymnasium"` (anything else gymnasium
+      makes, scored by D4RL's constants where its family has them, else unscored).
+    - `families`: the D4RL families (`spar_eqx.env_family`) that belong to it.
+    - `package`: the module that registers its environments (None: gymnasium's own).
+    - `extra`: the `pip install spar_eqx[extra]` that installs `package`.
+    - `scoring`: `"return"` (D4RL-normalised return) or `"success"` (the episode ends when the
+      goal is reached; its return is 1 then and 0 otherwise, so the D4RL score
+      `100 * (R - 0) / (1 - 0)` is 100 x the success rate).
+    - `success_radius`: for `"success"`, the distance between the achieved and desired goals
+      that counts as reaching it.
+    - `horizons`: `{family: steps}`, the episode length D4RL's reference returns were
+      measured at, which evaluation uses for that family unless told otherwise.
+    - `reward_transform`: the reward transform the SPAR paper applies to its data.
+    - `source`: where these conventions come from.
+    """
+
+    name: str
+    families: tuple[str, ...]
+    package: str | None = None
+    extra: str | None = None
+    scoring: Scoring = "return"
+    success_radius: float | None = None
+    horizons: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    reward_transform: str = "none"
+    source: str = ""
+
+    def require(self) -> None:
+        """Import `package` (which registers its environments); one line naming the pip extra
+        when it is not installed."""
+        if self.package is None:
+            return
+        try:
+            importlib.import_module(self.package)
+        except ImportError as error:
+            raise ValueError(
+                f"{self.name} environments need the {self.package} package, which is not "
+                f"installed ({error}); install it with `pip install 'spar_eqx[{self.extra}]'`."
+            ) from None
+
+
+MUJOCO = Domain(
+    "mujoco",
+    ("hopper", "halfcheetah", "walker2d", "ant"),
+    source="D4RL (Fu et al. 2020): normalised return, reference returns of d4rl/infos.py",
+)
+ANTMAZE = Domain(
+    "antmaze",
+    ("antmaze",),
+    package="gymnasium_robotics",
+    extra="robotics",
+    scoring="success",
+    success_radius=0.5,
+    reward_transform="antmaze",
+    source=(
+        "D4RL's AntMaze: an evaluation episode ends when the ant's (x, y) is within 0.5 of the "
+        "goal (d4rl/locomotion/maze_env.py, eval=True); the score is 100 x the success rate "
+        "(reference returns 0 and 1). gymnasium-robotics' own radius, 0.45, is not used"
+    ),
+)
+ADROIT = Domain(
+    "adroit",
+    ("pen", "door", "hammer", "relocate"),
+    package="gymnasium_robotics",
+    extra="robotics",
+    horizons={"pen": 100, "door": 200, "hammer": 200, "relocate": 200},
+    source=(
+        "D4RL's Adroit (hand_manipulation_suite): episodes of 100 steps for pen and 200 for "
+        "door, hammer and relocate, normalised with d4rl/infos.py's reference returns"
+    ),
+)
+GYMNASIUM = Domain("gymnasium", (), source="gymnasium's registry; D4RL's constants where known")
+
+DOMAINS: tuple[Domain, ...] = (MUJOCO, ANTMAZE, ADROIT, GYMNASIUM)
+
+
+def domain_of(env_id: str) -> Domain:
+    """The `Domain` of an environment or dataset id (`"AntMaze_UMaze-v4"`, `"pen-cloned-v1"`,
+    `"D4RL/pen/human-v2"`, `"Hopper-v5"`); `GYMNASIUM` when no family matches."""
+    family = env_family(env_id)
+    for domain in DOMAINS:
+        if family in domain.families:
+            return domain
+    return GYMNASIUM
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Environment:
+    """One environment to act and evaluate in, made the same way every time.
+
+    **Fields:**
+
+    - `env_id`: its gymnasium id, e.g. `"AntMaze_UMaze-v4"`.
+    - `kwargs`: keyword arguments of `gym.make` (a recorded spec's, such as AntMaze's
+      `maze_map`, `continuing_task` and `reset_target`).
+    - `max_episode_steps`: the step limit of an episode (None: the id's registered one).
+    - `entry_point`: the recorded entry point, used when `env_id` is not registered.
+    - `source`: where this description came from, for messages and `results.json`.
+    """
+
+    env_id: str
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    max_episode_steps: int | None = None
+    entry_point: str | None = None
+    source: str = "the environment id"
+
+    @property
+    def domain(self) -> Domain:
+        """The environment's `Domain`."""
+        return domain_of(self.env_id)
+
+    @property
+    def family(self) -> str | None:
+        """Its D4RL family (`"antmaze"`, `"pen"`, `"hopper"`), or None."""
+        return env_family(self.env_id)
+
+    @property
+    def reference(self) -> ReferenceScores | None:
+        """D4RL's reference returns for its family (AntMaze's are 0 and 1), or None."""
+        return reference_scores(self.env_id)
+
+    def make(self, max_episode_steps: int | None = None) -> gym.Env:
+        """Build the environment, flattened and scored as its domain says.
+
+        **Arguments:** `max_episode_steps`, a cap that replaces `self.max_episode_steps`.
+
+        **Returns:** a gymnasium environment whose observations are flat float vectors in the
+        order the loader flattens a dataset's (a `Dict` space: its parts concatenated in key
+        order, gymnasium's `FlattenObservation`), and for a `"success"` domain whose episode
+        ends with reward 1 when the goal is reached and has reward 0 on every other step.
+
+        Raises `ValueError` naming the id (and the pip extra its package comes from) when it
+        cannot be made.
+        """
+        domain = self.domain
+        domain.require()
+        steps = max_episode_steps or self.max_episode_steps
+        try:
+            if self.env_id in gym.registry or self.entry_point is None:
+                env = gym.make(self.env_id, max_episode_steps=steps, **self.kwargs)
+            else:
+                spec = gym.envs.registration.EnvSpec(
+                    id=self.env_id, entry_point=self.entry_point, kwargs=dict(self.kwargs)
+                )
+                env = gym.make(spec, max_episode_steps=steps)
+        except (gym.error.Error, ImportError, TypeError) as err:
+            raise ValueError(
+                f"cannot make environment {self.env_id!r} (from {self.source}): {err}. Pass a "
+                "gymnasium id such as 'Hopper-v5', 'AntMaze_UMaze-v4' or 'AdroitHandPen-v1', "
+                "or a D4RL dataset name such as 'hopper-medium-v2', 'antmaze-umaze-diverse-v2' "
+                "or 'pen-cloned-v1'."
+            ) from err
+        if domain.scoring == "success":
+            env = GoalReached(env, domain.success_radius)
+        if isinstance(env.observation_space, gym.spaces.Dict):
+            env = gym.wrappers.FlattenObservation(env)
+        return env
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description for `results.json`: id, kwargs, step limit, domain, scoring."""
+        domain = self.domain
+        return {
+            "env_id": self.env_id,
+            "kwargs": json.loads(json.dumps(dict(self.kwargs), default=str)),
+            "max_episode_steps": self.max_episode_steps,
+            "domain": domain.name,
+            "scoring": domain.scoring,
+            "success_radius": domain.success_radius,
+            "source": self.source,
+        }
+
+
+class GoalReached(gym.Wrapper):
+    """D4RL's goal-reaching evaluation on a goal-conditioned (`Dict`) environment.
+
+    Each step, the episode is over when `||achieved_goal - desired_goal|| <= radius`; the
+    reward is then 1 and `info["success"]` True, and on every other step the reward is 0. So an
+    episode's return is 1 when it reached the goal and 0 otherwise, whatever the wrapped
+    environment's own reward (AntMaze's continuing task pays 1 on every step spent at the goal
+    and never ends).
+    """
+
+    def __init__(self, env: gym.Env, radius: float):
+        super().__init__(env)
+        space = env.observation_space
+        if not (
+            isinstance(space, gym.spaces.Dict)
+            and {"achieved_goal", "desired_goal"} <= set(space.spaces)
+        ):
+            raise ValueError(
+                f"{env.spec.id if env.spec else env}: success is scored from 'achieved_goal' "
+                f"and 'desired_goal' observations, and its observation space is {space}."
+            )
+        self.radius = float(radius)
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        distance = float(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]))
+        success = distance <= self.radius
+        info = {**info, "success": success}
+        return obs, float(success), bool(terminated or success), truncated, info
+
+
+# ---------------------------------------------------------------------------------------------
+# D4RL dataset names -> environments.
+
+_D4RL_NAME = re.compile(r"^([a-z0-9]+)-([a-z-]+)-v(\d+)$")
+_GYMNASIUM_LOCOMOTION = {
+    "hopper": "Hopper-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+}
+_ADROIT_IDS = {
+    "pen": "AdroitHandPen-v1",
+    "door": "AdroitHandDoor-v1",
+    "hammer": "AdroitHandHammer-v1",
+    "relocate": "AdroitHandRelocate-v1",
+}
+_LOCOMOTION_LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
+_ADROIT_LEVELS = ("human", "cloned", "expert")
+# AntMaze: D4RL's mazes and the (row, col) cells of their evaluation start and goal
+# (d4rl/locomotion/maze_env.py: U_MAZE_TEST, BIG_MAZE_TEST, HARDEST_MAZE_TEST), in
+# gymnasium-robotics' map of the same maze (gymnasium_robotics/envs/maze/maps.py), and the
+# step limits D4RL registers (700 for umaze, 1000 for medium and large).
+_ANTMAZE_MAZES = {
+    "umaze": ("AntMaze_UMaze-v4", "U_MAZE", (1, 1), (3, 1), 700),
+    "medium": ("AntMaze_Medium-v4", "MEDIUM_MAZE", (1, 1), (6, 6), 1000),
+    "large": ("AntMaze_Large-v4", "LARGE_MAZE", (1, 1), (7, 9), 1000),
+}
+ANTMAZE_LEVELS = {
+    "umaze": "umaze", "umaze-diverse": "umaze", "medium-play": "medium",
+    "medium-diverse": "medium", "large-play": "large", "large-diverse": "large",
+}  # fmt: skip
+# D4RL's AntMaze observations: the ant's qpos (15, x and y first) and qvel (14).
+D4RL_ANTMAZE_OBS_DIM = 29
+
+
+def d4rl_environment(name: str) -> Environment | None:
+    """The environment of a D4RL dataset name, or None when `name` is not one.
+
+    - `hopper|halfcheetah|walker2d|ant-<level>-v<n>`: gymnasium's v5 environment of that
+      robot (D4RL recorded v3 in mujoco-py; v5 has the same observations and actions).
+    - `pen|door|hammer|relocate-<human|cloned|expert>-v<n>`: gymnasium-robotics'
+      `AdroitHand<Task>-v1` at D4RL's horizon (100 steps for pen, 200 for the others).
+    - `antmaze-<umaze|umaze-diverse|medium-play|medium-diverse|large-play|large-diverse>-v<n>`:
+      gymnasium-robotics' `AntMaze_<Maze>-v4` with D4RL's evaluation start and goal cells
+      placed in its map, a continuing task that never moves its goal (as Minari's D4RL
+      datasets record), and D4RL's step limit. The goal radius is the domain's (0.5).
+
+    **Arguments:** `name`, e.g. `"antmaze-umaze-diverse-v2"` or `"pen-cloned-v1"`.
+
+    **Returns:** an `Environment`, or None.
+    """
+    match = _D4RL_NAME.match(name.strip().lower())
+    if match is None:
+        return None
+    task, level, _ = match.groups()
+    source = f"the D4RL dataset name {name!r}"
+    if task in _GYMNASIUM_LOCOMOTION and level in _LOCOMOTION_LEVELS:
+        return Environment(_GYMNASIUM_LOCOMOTION[task], source=source)
+    if task in _ADROIT_IDS and level in _ADROIT_LEVELS:
+        return Environment(
+            _ADROIT_IDS[task], max_episode_steps=ADROIT.horizons[task], source=source
+        )
+    if task == "antmaze" and level in ANTMAZE_LEVELS:
+        env_id, map_name, start, goal, steps = _ANTMAZE_MAZES[ANTMAZE_LEVELS[level]]
+        return Environment(
+            env_id,
+            kwargs={
+                "maze_map": antmaze_map(map_name, start, goal),
+                "continuing_task": True,
+                "reset_target": False,
+            },
+            max_episode_steps=steps,
+            source=source,
+        )
+    return None
+
+
+def antmaze_map(name: str, start: tuple[int, int], goal: tuple[int, int]) -> list[list]:
+    """gymnasium-robotics' maze `name` (`"U_MAZE"`, ...) with `"r"` at `start` and `"g"` at
+    `goal`; read from gymnasium-robotics when it is installed, so the walls are its own."""
+    ANTMAZE.require()
+    from gymnasium_robotics.envs.maze import maps
+
+    layout = [list(row) for row in getattr(maps, name)]
+    for (row, col), mark in ((start, "r"), (goal, "g")):
+        if layout[row][col] != 0:
+            raise ValueError(f"{name}: cell {(row, col)} is not free ({layout[row][col]!r}).")
+        layout[row][col] = mark
+    return layout
+
+
+def environment(env_id: str) -> Environment:
+    """The `Environment` an id names: a D4RL dataset name (`d4rl_environment`) or a gymnasium
+    id, which Adroit ids get their D4RL horizon with.
+
+    **Arguments:** `env_id`, e.g. `"Hopper-v5"`, `"AdroitHandPen-v1"` or `"pen-cloned-v1"`.
+
+    **Returns:** an `Environment` (not yet made: `make()` checks that it exists).
+    """
+    named = d4rl_environment(env_id)
+    if named is not None:
+        return named
+    family = env_family(env_id)
+    steps = ADROIT.horizons.get(family) if family else None
+    return Environment(env_id, max_episode_steps=steps, source="the environment id")
+
+
+def recorded_environment(metadata: Mapping[str, Any]) -> Environment | None:
+    """The environment a Minari dataset's metadata records: its `eval_env_spec` where there is
+    one (the environment the dataset's authors evaluate in), else its `env_spec`, with their
+    keyword arguments and step limits. An Adroit environment gets its D4RL horizon.
+
+    **Returns:** an `Environment`, or None when neither spec names an id.
+    """
+    for key in ("eval_env_spec", "env_spec"):
+        text = metadata.get(key)
+        if not isinstance(text, str):
+            continue
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+            continue
+        env_id = spec["id"]
+        family = env_family(env_id)
+        steps = ADROIT.horizons.get(family) if family else None
+        kwargs = spec.get("kwargs") if isinstance(spec.get("kwargs"), dict) else {}
+        return Environment(
+            env_id,
+            kwargs=kwargs,
+            max_episode_steps=steps or spec.get("max_episode_steps"),
+            entry_point=spec.get("entry_point"),
+            source=f"the dataset's {key}",
+        )
+    return None
