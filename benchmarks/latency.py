@@ -46,8 +46,9 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_policy(variant: str):
-    """The deployed `SPARPolicy` of `ALGORITHMS["spar"]` for `variant`, as from a checkpoint."""
+def build_policy(variant: str, obs_dim: int = OBS, act_dim: int = ACT):
+    """The deployed `SPARPolicy` of `ALGORITHMS["spar"]` for `variant`, as from a checkpoint,
+    for `obs_dim`-d observations and `act_dim`-d actions (Hopper's by default)."""
     import equinox as eqx
     import jax
     import jax.random as jr
@@ -59,11 +60,11 @@ def build_policy(variant: str):
 
     algo = ALGORITHMS["spar"]
     config = replace(algo.config(), {"residual.variant": variant})
-    anchor, rectifier = algo.build(config, OBS, ACT)
+    anchor, rectifier = algo.build(config, obs_dim, act_dim)
 
     def deployed(key_a, key_r):
         stage2 = rectifier.init(key_r, anchor.init(key_a))
-        return rectifier.spar_policy(stage2, ObservationNormalizer.identity(OBS))
+        return rectifier.spar_policy(stage2, ObservationNormalizer.identity(obs_dim))
 
     key = jr.wrap_key_data(np.zeros(2, np.uint32))
     skeleton = eqx.filter_eval_shape(deployed, key, key)
@@ -76,7 +77,7 @@ def build_policy(variant: str):
         return jax.device_put(rng.uniform(-bound, bound, x.shape).astype(x.dtype))
 
     policy = jax.tree_util.tree_map(fill, skeleton)
-    zeros, ones = np.zeros(OBS, np.float32), np.ones(OBS, np.float32)
+    zeros, ones = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
     identity = ObservationNormalizer(jax.device_put(zeros), jax.device_put(ones))
     return eqx.tree_at(lambda p: p.normalizer, policy, identity)
 

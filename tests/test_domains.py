@@ -57,7 +57,8 @@ def _record(dataset_id, env, eval_env, episodes: int, steps: int, seed: int = 0)
     for episode in range(episodes):
         collector.reset(seed=seed + episode)
         for _ in range(steps):
-            _, _, terminated, truncated, _ = collector.step(rng.uniform(-1, 1, dim).astype(np.float32))
+            action = rng.uniform(-1, 1, dim).astype(np.float32)
+            _, _, terminated, truncated, _ = collector.step(action)
             if terminated or truncated:
                 break
     first_tmp_dir = collector._tmp_dir

@@ -15,8 +15,10 @@ environment names themselves:
   loader flattens the dataset's (a `Dict` space becomes its parts concatenated in key order).
 """
 
+import contextlib
 import dataclasses
 import importlib
+import io
 import json
 import re
 from collections.abc import Mapping
@@ -68,7 +70,10 @@ class Domain:
         if self.package is None:
             return
         try:
-            importlib.import_module(self.package)
+            # gymnasium-robotics prints a version notice to stderr on import (the dense Adroit
+            # rewards it changed in 1.2.1; the Domains docs say what it means for scores).
+            with contextlib.redirect_stderr(io.StringIO()):
+                importlib.import_module(self.package)
         except ImportError as error:
             raise ValueError(
                 f"{self.name} environments need the {self.package} package, which is not "
@@ -109,6 +114,8 @@ ADROIT = Domain(
 GYMNASIUM = Domain("gymnasium", (), source="gymnasium's registry; D4RL's constants where known")
 
 DOMAINS: tuple[Domain, ...] = (MUJOCO, ANTMAZE, ADROIT, GYMNASIUM)
+"""Every domain, in the order `domain_of` tries them: MuJoCo locomotion, AntMaze, Adroit, and
+`gymnasium` for any other environment gymnasium can make."""
 
 
 def domain_of(env_id: str) -> Domain:
