@@ -323,3 +323,29 @@ def test_baselines_without_published_settings_refuse_a_preset(tmp_path, capsys):
     argv = ["train", "--algo", "td3bc", "--preset", "antmaze-umaze-diverse"]
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     assert "td3bc publishes no settings for antmaze" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        ("antmaze-umaze-diverse", (0.003, 0.001, 0.999, 256, 3e-4, 5e-5)),
+        ("antmaze-large-diverse", (0.002, 0.002, 0.999, 256, 3e-4, 5e-5)),
+        ("pen-cloned", (0.05, 0.5, 0.99, 256, 3e-4, 3e-4)),
+        ("pen-human", (0.1, 0.5, 0.99, 256, 3e-4, 3e-4)),
+        ("halfcheetah-medium-expert", (0.01, 0.1, 0.99, 1024, 1e-3, 1e-3)),
+    ],
+)
+def test_rebrac_presets_are_the_authors_per_dataset_values(task, expected):
+    h = spar_eqx.RunConfig(algo="rebrac").with_preset(task).hyperparameters
+    got = (h.actor_bc_coef, h.critic_bc_coef, h.gamma, h.batch_size)
+    assert got + (h.actor_learning_rate, h.critic_learning_rate) == expected
+
+
+def test_iql_presets_follow_its_domain_values():
+    config = spar_eqx.RunConfig(algo="iql")
+    ant = config.with_preset("antmaze-large-diverse").hyperparameters
+    pen = config.with_preset("pen-human").hyperparameters
+    hop = config.with_preset("hopper-medium-replay").hyperparameters
+    assert (ant.expectile, ant.temperature) == (0.9, 10.0)
+    assert (pen.expectile, pen.temperature) == (0.7, 0.5)
+    assert (hop.expectile, hop.temperature) == (0.7, 3.0)

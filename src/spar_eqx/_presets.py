@@ -49,8 +49,13 @@ _add(["antmaze-large-diverse"], "AntMaze_Large", **_ANTMAZE, **{"residual.lambda
 
 PRESETS: tuple[str, ...] = tuple(sorted(_TABLE_8))
 
-# The baselines' published values by domain (`{algo: {domain: overrides}}`); a domain missing
-# here has no published settings for that algorithm, and its presets are refused for it.
+# The baselines' published values (`{algo: {task or domain: overrides}}`): a task's own entry
+# wins over its domain's; an algorithm with neither has no published settings for the task,
+# and its preset is refused.
+_REBRAC_ANTMAZE = {
+    "actor_learning_rate": 3e-4, "critic_learning_rate": 5e-5, "gamma": 0.999, "batch_size": 256,
+}  # fmt: skip
+_REBRAC_ADROIT = {"actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4, "batch_size": 256}
 _BASELINES: dict[str, dict[str, dict[str, Any]]] = {
     # IQL (Kostrikov et al. 2022), App. B: locomotion tau 0.7, beta 3 (the defaults); AntMaze
     # tau 0.9, beta 10 (rewards r - 1: the "antmaze" transform, IQL's reward convention);
@@ -63,11 +68,28 @@ _BASELINES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # Behaviour cloning has no task-specific settings.
     "bc": {"mujoco": {}, "antmaze": {}, "adroit": {}},
-    # TD3+BC (Fujimoto and Gu 2021) publishes locomotion settings only.
+    # TD3+BC (Fujimoto and Gu 2021) publishes locomotion settings only (its defaults).
     "td3bc": {"mujoco": {}},
-    # ReBRAC's defaults here are its hopper-medium-replay values (Tarasov et al. 2023,
-    # Table 7); its AntMaze and Adroit values are not transcribed yet.
-    "rebrac": {"mujoco": {}},
+    # ReBRAC (Tarasov et al. 2023) tunes its two penalties per dataset; the values are the
+    # authors' per-dataset configs as released in CORL (`configs/offline/rebrac/<task>/`):
+    # locomotion at the defaults' rates and batch, AntMaze with gamma 0.999, actor / critic
+    # rates 3e-4 / 5e-5 and batch 256 (rewards r - 1), Adroit with rates 3e-4 and batch 256.
+    "rebrac": {
+        "hopper-medium-replay": {"actor_bc_coef": 0.05, "critic_bc_coef": 0.5},
+        "halfcheetah-medium-replay": {"actor_bc_coef": 0.01, "critic_bc_coef": 0.001},
+        "walker2d-medium-replay": {"actor_bc_coef": 0.05, "critic_bc_coef": 0.01},
+        "hopper-medium-expert": {"actor_bc_coef": 0.1, "critic_bc_coef": 0.01},
+        "halfcheetah-medium-expert": {"actor_bc_coef": 0.01, "critic_bc_coef": 0.1},
+        "walker2d-medium-expert": {"actor_bc_coef": 0.01, "critic_bc_coef": 0.01},
+        "pen-cloned": {"actor_bc_coef": 0.05, "critic_bc_coef": 0.5, **_REBRAC_ADROIT},
+        "pen-human": {"actor_bc_coef": 0.1, "critic_bc_coef": 0.5, **_REBRAC_ADROIT},
+        "antmaze-umaze-diverse": {
+            "actor_bc_coef": 0.003, "critic_bc_coef": 0.001, **_REBRAC_ANTMAZE,
+        },
+        "antmaze-large-diverse": {
+            "actor_bc_coef": 0.002, "critic_bc_coef": 0.002, **_REBRAC_ANTMAZE,
+        },
+    },  # fmt: skip
 }
 
 
@@ -88,8 +110,10 @@ def preset_overrides(name: str, q_target: str = "value", algo: str = "spar") -> 
     V is unused, so the same tau goes on the critics' expectile instead.
 
     IQL's presets are IQL's App. B values for the task's domain (AntMaze: tau 0.9, beta 10;
-    Adroit: beta 0.5); BC's change nothing; TD3+BC and ReBRAC have presets for the MuJoCo
-    tasks only (their defaults), and a `KeyError` says so for the others.
+    Adroit: beta 0.5); ReBRAC's are the authors' per-dataset values (its two penalties
+    everywhere, and AntMaze's and Adroit's rates, batch and discount); BC's change nothing;
+    TD3+BC has presets for the MuJoCo tasks only (its defaults), and a `KeyError` says so
+    for the others.
 
     **Arguments:** `name`, a preset; `q_target`, the critic bootstrap it will be used with
     (SPAR); `algo`, a registered algorithm.
@@ -99,13 +123,14 @@ def preset_overrides(name: str, q_target: str = "value", algo: str = "spar") -> 
     domain = preset_domain(name)
     if algo != "spar":
         published = _BASELINES.get(algo, {})
-        if domain.name not in published:
+        found = published.get(name, published.get(domain.name))
+        if found is None:
             raise KeyError(
                 f"{algo} publishes no settings for {domain.name} tasks such as {name!r}, so "
                 "there is no preset for it; train without --preset (its defaults, from "
                 "locomotion) and give any setting you choose as a flag."
             )
-        return dict(published[domain.name])
+        return dict(found)
     overrides = {k: v for k, v in _TABLE_8[name].items() if k != "env_hint"}
     if q_target == "policy" and "anchor.expectile" in overrides:
         overrides["anchor.critic_expectile"] = overrides.pop("anchor.expectile")

@@ -45,9 +45,11 @@ class ReBRACConfig(eqx.Module):
     `configs/offline/rebrac/`).
 
     The two behaviour penalties are tuned per dataset in the paper. The defaults are
-    hopper-medium-replay-v2's (`actor_bc_coef` 0.05, `critic_bc_coef` 0.5). Values to pass
-    for other locomotion datasets (`--actor-bc-coef`, `--critic-bc-coef`), from the ReBRAC
-    paper's hyperparameter table as released in the CORL configs:
+    hopper-medium-replay-v2's (`actor_bc_coef` 0.05, `critic_bc_coef` 0.5). `--preset TASK`
+    sets the authors' values for the paper's tasks (AntMaze and Adroit included, with their
+    rates, batch and discount; see the Domains docs); for other locomotion datasets pass
+    them as flags (`--actor-bc-coef`, `--critic-bc-coef`), from the ReBRAC paper's
+    hyperparameter table as released in the CORL configs:
 
     | dataset (-v2)            | actor_bc_coef | critic_bc_coef |
     |--------------------------|---------------|----------------|
