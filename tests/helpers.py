@@ -63,15 +63,25 @@ def killed_at_replace(target: str, argv: list[str]) -> subprocess.CompletedProce
     )
 
 
-def write_hopper_hdf5(path: Path, steps: int = 600, reward_scale: float = 1.0) -> Path:
-    """A D4RL-format file from uniform-random Hopper-v5 play (time limit 40 steps)."""
-    env = gym.make("Hopper-v5", max_episode_steps=40)
+def write_d4rl_hdf5(
+    path: Path,
+    env_id: str,
+    steps: int,
+    *,
+    time_limit: int = 40,
+    reward_scale: float = 1.0,
+    attrs: dict | None = None,
+) -> Path:
+    """A D4RL-format file (with `next_observations`) from uniform-random play in `env_id`,
+    episodes cut at `time_limit` steps; `attrs` become the file's attributes."""
+    env = gym.make(env_id, max_episode_steps=time_limit)
+    act_dim = env.action_space.shape[0]
     rng = np.random.default_rng(0)
     rows = {k: [] for k in ("observations", "actions", "rewards", "next_observations")}
     terminals, timeouts = [], []
     obs, _ = env.reset(seed=0)
     for _ in range(steps):
-        action = rng.uniform(-1, 1, 3).astype(np.float32)
+        action = rng.uniform(-1, 1, act_dim).astype(np.float32)
         nxt, reward, term, trunc, _ = env.step(action)
         for key, value in zip(rows, (obs, action, reward * reward_scale, nxt), strict=True):
             rows[key].append(value)
@@ -83,5 +93,33 @@ def write_hopper_hdf5(path: Path, steps: int = 600, reward_scale: float = 1.0) -
         for key, values in rows.items():
             f[key] = np.asarray(values, np.float32 if key != "rewards" else np.float64)
         f["terminals"], f["timeouts"] = np.asarray(terminals), np.asarray(timeouts)
-        f.attrs["env_id"] = "Hopper-v5"
+        f.attrs.update(attrs or {})
     return path
+
+
+def write_hopper_hdf5(path: Path, steps: int = 600, reward_scale: float = 1.0) -> Path:
+    """A D4RL-format file from uniform-random Hopper-v5 play (time limit 40 steps)."""
+    return write_d4rl_hdf5(
+        path, "Hopper-v5", steps, reward_scale=reward_scale, attrs={"env_id": "Hopper-v5"}
+    )
+
+
+def save_minari(collector, dataset_id: str, eval_env, description: str, source: str) -> None:
+    """Save what Minari's `DataCollector` recorded as `dataset_id` (under
+    MINARI_DATASETS_PATH), with `eval_env` as its evaluation environment, and close it."""
+    first_tmp_dir = collector._tmp_dir
+    collector.create_dataset(
+        dataset_id=dataset_id,
+        eval_env=eval_env,
+        algorithm_name="scripted",
+        author="spar_eqx tests",
+        author_email="tests@example.invalid",
+        code_permalink=source,
+        description=description,
+    )
+    # Minari 0.5.4's DataCollector replaces its TemporaryDirectory after saving without
+    # cleaning up the old one, and its close() removes the folder without detaching the
+    # finaliser: both finalisers would warn (ResourceWarning) when garbage-collected.
+    first_tmp_dir.cleanup()
+    collector._tmp_dir.cleanup()
+    collector.env.close()

@@ -21,6 +21,8 @@ from spar_eqx.data import (
     load_dataset,
 )
 
+from .helpers import save_minari
+
 DATASET_ID = "spar-test/hopper-tiny-v0"
 STEPS = 300
 
@@ -42,22 +44,9 @@ def _collect(dataset_id: str) -> None:
         if terminated or truncated:
             episode += 1
             collector.reset(seed=episode)
-    first_tmp_dir = collector._tmp_dir
-    collector.create_dataset(
-        dataset_id=dataset_id,
-        eval_env="Hopper-v5",
-        algorithm_name="scripted",
-        author="spar_eqx tests",
-        author_email="tests@example.invalid",
-        code_permalink="tests/test_data_minari.py",
-        description="tiny test dataset",
+    save_minari(
+        collector, dataset_id, "Hopper-v5", "tiny test dataset", "tests/test_data_minari.py"
     )
-    # Minari 0.5.4's DataCollector replaces its TemporaryDirectory after saving without
-    # cleaning up the old one, and its close() removes the folder without detaching the
-    # finaliser: both finalisers would warn (ResourceWarning) when garbage-collected.
-    first_tmp_dir.cleanup()
-    collector._tmp_dir.cleanup()
-    collector.env.close()
 
 
 @pytest.fixture(scope="session")
@@ -338,24 +327,15 @@ def test_dict_observations_are_flattened_in_space_order(tmp_path, monkeypatch):
         step_data_callback=_DictObservations,
         observation_space=space,
     )
-    first_tmp_dir = collector._tmp_dir
     collector.reset(seed=0)
     for _ in range(30):
         _, _, terminated, truncated, _ = collector.step(np.zeros(3, np.float32))
         if terminated or truncated:
             collector.reset(seed=1)
-    collector.create_dataset(
-        dataset_id="spar-test/dict-v0",
-        eval_env="Hopper-v5",
-        algorithm_name="zeros",
-        author="spar_eqx tests",
-        author_email="tests@example.invalid",
-        code_permalink="tests/test_data_minari.py",
-        description="dict observations",
-    )
-    first_tmp_dir.cleanup()
-    collector._tmp_dir.cleanup()
-    collector.env.close()
+    save_minari(
+        collector, "spar-test/dict-v0", "Hopper-v5", "dict observations",
+        "tests/test_data_minari.py",
+    )  # fmt: skip
 
     t = load_dataset("spar-test/dict-v0").transitions
     raw = next(iter(minari.load_dataset("spar-test/dict-v0").iterate_episodes()))

@@ -22,6 +22,8 @@ from spar_eqx import Domain, environment, evaluate
 from spar_eqx._cli import main
 from spar_eqx.data import DatasetError, load_dataset
 
+from .helpers import save_minari, write_d4rl_hdf5
+
 robotics = pytest.mark.skipif(
     importlib.util.find_spec("gymnasium_robotics") is None,
     reason="gymnasium-robotics is not installed (pip install -e '.[robotics]')",
@@ -61,20 +63,7 @@ def _record(dataset_id, env, eval_env, episodes: int, steps: int, seed: int = 0)
             _, _, terminated, truncated, _ = collector.step(action)
             if terminated or truncated:
                 break
-    first_tmp_dir = collector._tmp_dir
-    collector.create_dataset(
-        dataset_id=dataset_id,
-        eval_env=eval_env,
-        algorithm_name="uniform random",
-        author="spar_eqx tests",
-        author_email="tests@example.invalid",
-        code_permalink="tests/test_domains.py",
-        description="tiny test dataset",
-    )
-    # Minari 0.5.4 leaves two TemporaryDirectory finalisers that would warn later.
-    first_tmp_dir.cleanup()
-    collector._tmp_dir.cleanup()
-    collector.env.close()
+    save_minari(collector, dataset_id, eval_env, "tiny test dataset", "tests/test_domains.py")
 
 
 @pytest.fixture(scope="module")
@@ -226,34 +215,10 @@ def test_pen_episodes_are_100_steps_and_use_d4rl_references(minari_env):
     np.testing.assert_allclose(result.scores, 100 * (result.returns - low) / (high - low))
 
 
-def _d4rl_pen_file(path, steps=60):
-    """A D4RL-layout pen file (45-d observations, no environment attribute: as D4RL ships
-    them, the file name says which dataset it is) from uniform-random play."""
-    env = gym.make("AdroitHandPen-v1", max_episode_steps=30)
-    rng = np.random.default_rng(1)
-    rows = {k: [] for k in ("observations", "actions", "rewards")}
-    terminals, timeouts = [], []
-    obs, _ = env.reset(seed=0)
-    for _ in range(steps):
-        action = rng.uniform(-1, 1, 24).astype(np.float32)
-        nxt, reward, term, trunc, _ = env.step(action)
-        for key, value in zip(rows, (obs, action, reward), strict=True):
-            rows[key].append(value)
-        terminals.append(term)
-        timeouts.append(trunc and not term)
-        obs = env.reset()[0] if term or trunc else nxt
-    env.close()
-    with h5py.File(path, "w") as f:
-        for key, values in rows.items():
-            f[key] = np.asarray(values, np.float32)
-        f["terminals"], f["timeouts"] = np.asarray(terminals), np.asarray(timeouts)
-        f.create_group("infos")["qpos"] = np.zeros((steps, 30), np.float32)
-    return path
-
-
 @robotics
 def test_a_d4rl_pen_file_is_evaluated_in_adroit_pen(tmp_path):
-    path = _d4rl_pen_file(tmp_path / "pen-cloned-v1.hdf5")
+    # As D4RL ships them: no environment attribute, the file's name says which dataset it is.
+    path = write_d4rl_hdf5(tmp_path / "pen-cloned-v1.hdf5", "AdroitHandPen-v1", 60, time_limit=30)
     dataset = load_dataset(path)
     assert dataset.env_id == "AdroitHandPen-v1" and dataset.environment.max_episode_steps == 100
     assert dataset.obs_dim == spar_eqx.env_spaces(dataset.environment)[0] == 45
