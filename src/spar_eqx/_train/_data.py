@@ -26,8 +26,7 @@ class Prepared(NamedTuple):
     """What `prepare` returns: the dataset as loaded (rewards transformed) and what trains."""
 
     dataset: OfflineDataset
-    env_id: str
-    environment: Environment  # where the policies are evaluated
+    environment: Environment  # where the policies are evaluated (its id: dataset.env_id)
     reward_transform: str
     normalizer: ObservationNormalizer
     data: TrainingBatch  # normalised observations, with next actions
@@ -98,7 +97,7 @@ def prepare(config: RunConfig, reward_convention: str) -> Prepared:
     )
     data = TrainingBatch.from_transitions(normalised)
     return Prepared(
-        dataset, env_id, environment, transform, normalizer, data, obs_dim, act_dim, rescaled_from
+        dataset, environment, transform, normalizer, data, obs_dim, act_dim, rescaled_from
     )
 
 

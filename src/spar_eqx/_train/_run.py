@@ -91,8 +91,8 @@ class Trainer(RunEvaluation, RunCheckpoints):
     def prepare_data(self) -> None:
         """Load, check and normalise the dataset (`_data.prepare`); sets the data attributes."""
         prepared = prepare(self.config, self.algorithm.reward_convention)
-        self.dataset, self.env_id = prepared.dataset, prepared.env_id
-        self.environment = prepared.environment
+        self.dataset, self.environment = prepared.dataset, prepared.environment
+        self.env_id = self.dataset.env_id
         self.reward_transform, self.normalizer = prepared.reward_transform, prepared.normalizer
         self.data, self.obs_dim, self.act_dim = prepared.data, prepared.obs_dim, prepared.act_dim
         self.rescaled_from = prepared.rescaled_from

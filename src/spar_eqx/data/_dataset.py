@@ -47,6 +47,11 @@ class OfflineDataset:
     def __post_init__(self):
         if self.environment is None:
             object.__setattr__(self, "environment", environment(self.env_id))
+        if self.environment.env_id != self.env_id:
+            raise ValueError(
+                f"OfflineDataset.env_id is {self.env_id!r} but its environment is "
+                f"{self.environment.env_id!r}; they must name the same environment."
+            )
         act_dim = self.transitions.act_dim
         for name in ("action_low", "action_high"):
             bound = getattr(self, name)
