@@ -18,6 +18,7 @@ environment names themselves:
 import contextlib
 import dataclasses
 import importlib
+import importlib.metadata
 import io
 import json
 import re
@@ -63,6 +64,15 @@ class Domain:
     horizons: Mapping[str, int] = dataclasses.field(default_factory=dict)
     reward_transform: str = "none"
     source: str = ""
+
+    def version(self) -> str | None:
+        """The installed version of `package` (None for gymnasium's own or when absent)."""
+        if self.package is None:
+            return None
+        try:
+            return importlib.metadata.version(self.package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
 
     def require(self) -> None:
         """Import `package` (which registers its environments); one line naming the pip extra
@@ -111,16 +121,35 @@ ADROIT = Domain(
         "door, hammer and relocate, normalised with d4rl/infos.py's reference returns"
     ),
 )
+OGBENCH = Domain(
+    "ogbench",
+    (),
+    package="ogbench",
+    extra="ogbench",
+    scoring="success",
+    source=(
+        "OGBench (Park et al. 2025): a single-task episode ends when the task is solved "
+        "(terminate_at_goal, the environment's info['success']); the score is 100 x the "
+        "success rate. The data's rewards are OGBench's single-task rewards (0 at success, "
+        "-1 elsewhere) and need no transform"
+    ),
+)
 GYMNASIUM = Domain("gymnasium", (), source="gymnasium's registry; D4RL's constants where known")
 
-DOMAINS: tuple[Domain, ...] = (MUJOCO, ANTMAZE, ADROIT, GYMNASIUM)
-"""Every domain, in the order `domain_of` tries them: MuJoCo locomotion, AntMaze, Adroit, and
+DOMAINS: tuple[Domain, ...] = (OGBENCH, MUJOCO, ANTMAZE, ADROIT, GYMNASIUM)
+"""Every domain, in the order `domain_of` tries them: OGBench's single-task environments (by
+their ids, `<env>-singletask[-task<n>]-v<k>`), MuJoCo locomotion, AntMaze, Adroit, and
 `gymnasium` for any other environment gymnasium can make."""
+
+# OGBench's single-task environment ids: `cube-single-singletask-task2-v0`, `scene-singletask-v0`.
+OGBENCH_SINGLETASK = re.compile(r"^[a-z0-9-]+-singletask(-task\d+)?-v\d+$")
 
 
 def domain_of(env_id: str) -> Domain:
     """The `Domain` of an environment or dataset id (`"AntMaze_UMaze-v4"`, `"pen-cloned-v1"`,
     `"D4RL/pen/human-v2"`, `"Hopper-v5"`); `GYMNASIUM` when no family matches."""
+    if OGBENCH_SINGLETASK.match(env_id):
+        return OGBENCH
     family = env_family(env_id)
     for domain in DOMAINS:
         if family in domain.families:
@@ -160,7 +189,10 @@ class Environment:
 
     @property
     def reference(self) -> ReferenceScores | None:
-        """D4RL's reference returns for its family (AntMaze's are 0 and 1), or None."""
+        """The returns that map to scores 0 and 100: 0 and 1 where the domain scores success
+        (the return is the success), else D4RL's for its family, or None."""
+        if self.domain.scoring == "success":
+            return ReferenceScores(0.0, 1.0)
         return reference_scores(self.env_id)
 
     def make(self, max_episode_steps: int | None = None) -> gym.Env:
@@ -211,23 +243,28 @@ class Environment:
             "scoring": domain.scoring,
             "success_radius": domain.success_radius,
             "source": self.source,
+            # OGBench changed when success is counted in 1.2.0, gymnasium-robotics the dense
+            # Adroit rewards in 1.2.1: a score is read with the version that produced it.
+            "package_version": domain.version(),
         }
 
 
 class GoalReached(gym.Wrapper):
-    """D4RL's goal-reaching evaluation on a goal-conditioned (`Dict`) environment.
+    """Success-scored evaluation: an episode's return is 1 when it solved its task, else 0.
 
-    Each step, the episode is over when `||achieved_goal - desired_goal|| <= radius`; the
-    reward is then 1 and `info["success"]` True, and on every other step the reward is 0. So an
-    episode's return is 1 when it reached the goal and 0 otherwise, whatever the wrapped
-    environment's own reward (AntMaze's continuing task pays 1 on every step spent at the goal
-    and never ends).
+    With a `radius` (D4RL's goal-reaching tasks, on a goal-conditioned `Dict` environment),
+    success is `||achieved_goal - desired_goal|| <= radius` after a step; without one
+    (OGBench), it is the environment's own `info["success"]`. The episode is over at
+    success; the reward is then 1 and `info["success"]` True, and on every other step the
+    reward is 0. So an episode's return is its success, whatever the wrapped environment's
+    own reward (AntMaze's continuing task pays 1 on every step spent at the goal and never
+    ends; OGBench's single-task reward is -1 until success).
     """
 
-    def __init__(self, env: gym.Env, radius: float):
+    def __init__(self, env: gym.Env, radius: float | None = None):
         super().__init__(env)
         space = env.observation_space
-        if not (
+        if radius is not None and not (
             isinstance(space, gym.spaces.Dict)
             and {"achieved_goal", "desired_goal"} <= set(space.spaces)
         ):
@@ -235,12 +272,15 @@ class GoalReached(gym.Wrapper):
                 f"{env.spec.id if env.spec else env}: success is scored from 'achieved_goal' "
                 f"and 'desired_goal' observations, and its observation space is {space}."
             )
-        self.radius = float(radius)
+        self.radius = None if radius is None else float(radius)
 
     def step(self, action):
         obs, _, terminated, truncated, info = self.env.step(action)
-        distance = float(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]))
-        success = distance <= self.radius
+        if self.radius is None:
+            success = bool(info.get("success", False))
+        else:
+            distance = float(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]))
+            success = distance <= self.radius
         info = {**info, "success": success}
         return obs, float(success), bool(terminated or success), truncated, info
 

@@ -1,4 +1,5 @@
-"""`load_dataset`: one entry point for Minari ids, Minari folders, D4RL HDF5 files and "default"."""
+"""`load_dataset`: one entry point for Minari ids, Minari folders, D4RL HDF5 files, OGBench
+datasets and "default"."""
 
 import os
 import warnings
@@ -10,6 +11,7 @@ from ._d4rl import load_d4rl_file
 from ._dataset import OfflineDataset
 from ._errors import DatasetError
 from ._minari import find_minari_data_dir, load_minari_folder
+from ._ogbench import PREFIX as OGBENCH_PREFIX, load_ogbench
 
 # The embedded default dataset: one Minari dataset folder (`<id>/data/metadata.json`) below here.
 _DEFAULT_DIR = Path(__file__).parent / "default"
@@ -109,7 +111,10 @@ def load_dataset(
     - a path to a D4RL-format HDF5 file (keys `observations`, `actions`, `rewards`,
       `terminals`, `timeouts`, optional `next_observations`);
     - a local Minari dataset id, such as `"mujoco/hopper/medium-v0"`, looked up under
-      `MINARI_DATASETS_PATH` or Minari's default folder. Nothing is downloaded.
+      `MINARI_DATASETS_PATH` or Minari's default folder. Nothing is downloaded;
+    - `"ogbench:<single-task dataset>"`, such as `"ogbench:cube-single-play-singletask-task2-v0"`:
+      OGBench's files for that environment and task, read by `ogbench` from
+      `OGBENCH_DATA_DIR` (default `~/.ogbench/data`). Nothing is downloaded.
 
     Every array is checked (lengths, finite values, actions inside the action space to 1e-6)
     before anything is returned.
@@ -127,6 +132,13 @@ def load_dataset(
 
     **Raises:** `DatasetError` naming the source and the problem.
     """
+    if isinstance(source, str) and source.startswith(OGBENCH_PREFIX):
+        if env_id is not None or action_bounds is not None:
+            raise DatasetError(
+                f"{source}: an OGBench dataset names its environment and action space itself; "
+                "give neither an environment nor action bounds with it."
+            )
+        return load_ogbench(source.removeprefix(OGBENCH_PREFIX))
     if isinstance(source, str) and source == "default":
         folder = default_dataset_path()
         return load_minari_folder(

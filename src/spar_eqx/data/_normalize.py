@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Float32
 
-from .._scores import env_family
+from .._environments import MUJOCO, domain_of
 from ._dataset import OfflineDataset
 from ._errors import DatasetError
 from ._transitions import Transitions, episode_returns
@@ -167,16 +167,14 @@ def apply_reward_transform(
     return scale_locomotion_rewards(data)
 
 
-_LOCOMOTION = ("hopper", "halfcheetah", "walker2d", "ant")
-
-
 def default_reward_transform(
     env_id: str, convention: Literal["spar", "iql"] = "spar"
 ) -> RewardTransform:
     """The reward transform a paper uses for `env_id`.
 
     - `"spar"` (default): the SPAR paper (Table 7) disables reward normalisation except on
-      AntMaze, so `"antmaze"` for AntMaze and `"none"` for everything else.
+      AntMaze, so `"antmaze"` for AntMaze and `"none"` for everything else (OGBench's
+      single-task rewards are already 0 at success and -1 elsewhere).
     - `"iql"`: IQL's recipe, `"antmaze"` for AntMaze and `"locomotion"` for the MuJoCo
       locomotion families (hopper, halfcheetah, walker2d, ant); `"none"` otherwise
       (Adroit, unknown environments).
@@ -187,9 +185,7 @@ def default_reward_transform(
     """
     if convention not in ("spar", "iql"):
         raise ValueError(f"Unknown convention {convention!r}; expected 'spar' or 'iql'.")
-    family = env_family(env_id)
-    if family == "antmaze":
-        return "antmaze"
-    if convention == "iql" and family in _LOCOMOTION:
+    domain = domain_of(env_id)
+    if convention == "iql" and domain is MUJOCO:
         return "locomotion"
-    return "none"
+    return domain.reward_transform
