@@ -168,3 +168,7 @@ def test_iql_trains_and_evaluates_on_ogbench_from_the_command_line(ogbench_env, 
     rate = np.asarray(results["success_rate"]["iql"])
     np.testing.assert_allclose(results["scores"]["iql"], 100 * rate)
     assert main(["evaluate", str(out), "--episodes", "1"]) == 0
+    report = tmp_path / "diagnose.json"
+    diagnose = ["diagnose", "--dataset", f"ogbench:{NAME}", "--steps", "20", "--hidden", "16"]
+    assert main([*diagnose, "--states", "100", "--json", str(report), "--quiet"]) == 0
+    assert json.loads(report.read_text())["env_id"] == ENV_ID
