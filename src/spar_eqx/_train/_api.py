@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from .._run_config import RunConfig
 from ._checkpoint import atomic_write, load_checkpoint, read_header
 from ._chunk import run_axes
-from ._rendezvous import host_lobby, join_lobby, split_address
+from ._rendezvous import host_lobby, join_lobby, run_token, split_address
 from ._run import Trainer
 
 
@@ -150,10 +150,11 @@ def train(
             raise ValueError(
                 f"--coordinator-timeout must be at least 1 second, got {coordinator_timeout}."
             )
+        token = run_token({"config": config.to_dict(), "coordinator": coordinator})
         if process_id == 0:
-            host_lobby(coordinator, num_processes, coordinator_timeout)
+            host_lobby(coordinator, num_processes, coordinator_timeout, token)
         else:
-            join_lobby(coordinator, process_id, num_processes, coordinator_timeout)
+            join_lobby(coordinator, process_id, num_processes, coordinator_timeout, token)
         try:
             jax.distributed.initialize(
                 coordinator, num_processes, process_id, initialization_timeout=coordinator_timeout
