@@ -113,6 +113,7 @@ class RunEvaluation:
             **self.algorithm.record(self.hyperparameters),
             **resolved,
             "dataset": self.dataset.name,
+            "dataset_fingerprint": self.fingerprint,
             "env_id": self.env_id,
             "seeds": list(range(c.seeds)),
             "processes": self.process_count,

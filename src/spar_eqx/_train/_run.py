@@ -30,6 +30,7 @@ from ._checkpoint import save_checkpoint
 from ._chunk import gather_runs, init_states, run_chunk, shard_runs, stack
 from ._data import prepare
 from ._evaluate import RunEvaluation
+from ._fingerprint import dataset_fingerprint
 from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
 from ._memory import available_bytes, memory_shortfall, tree_bytes
@@ -85,6 +86,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         # What the first stage decided for the later ones (`Algorithm.resolve`), once known.
         self.hyperparameters = config.hyperparameters
         self.resolution: dict[str, Any] | None = None
+        self.fingerprint: str | None = None  # of the training data, once loaded
 
     # ---- data
 
@@ -95,6 +97,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         self.reward_transform, self.normalizer = prepared.reward_transform, prepared.normalizer
         self.data, self.obs_dim, self.act_dim = prepared.data, prepared.obs_dim, prepared.act_dim
         self.rescaled_from = prepared.rescaled_from
+        self.fingerprint = dataset_fingerprint(prepared.dataset)
         if self.rescaled_from is not None:
             low, high = self.rescaled_from
             print(
@@ -213,8 +216,9 @@ class Trainer(RunEvaluation, RunCheckpoints):
 
     # ---- main loop
 
-    def run(self, *, resume: bool = False) -> dict[str, Any]:
-        """Train every phase (from the last checkpoint with `resume`), evaluate, write results.
+    def run(self, *, resume: bool = False, restored=None) -> dict[str, Any]:
+        """Train every phase (from the last checkpoint with `resume`, or from `restored`, what
+        `restore_if_any` returned), evaluate, write results.
 
         A first Ctrl-C stops after the current chunk with a checkpoint (`--resume` continues
         from it) and raises `KeyboardInterrupt`; a second stops at once.
@@ -231,8 +235,10 @@ class Trainer(RunEvaluation, RunCheckpoints):
             leftovers += self.out.glob(f".{name}.*")
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
-        if resume and (self.ckpt_dir / LATEST).exists():
-            start, step, states, log = self._restore()
+        if restored is None and resume:
+            restored = self.restore_if_any()
+        if restored is not None:
+            start, step, states, log = restored
         else:
             start, step, states, log = 0, 0, self.init_stage(0), RunLog()
         states = shard_runs(states, self.stage_runs(self.steps[start].stage))
