@@ -292,3 +292,110 @@ def test_a_plain_train_is_checked_again_under_the_lock(small_run, tmp_path, monk
     err = capsys.readouterr().err
     assert code == 2 and "is not empty" in err, err
     assert _files(out) == state["files"]
+
+
+def _write_like(source, path, rows=None, actions=None):
+    """A copy of the D4RL file `source` with its first `rows` transitions, or `actions`."""
+    import h5py
+
+    with h5py.File(source) as f, h5py.File(path, "w") as g:
+        for name in f:
+            values = f[name][:rows] if rows else f[name][:]
+            g[name] = actions(values) if name == "actions" and actions else values
+        g.attrs["env_id"] = f.attrs["env_id"]
+    return path
+
+
+@pytest.mark.parametrize("kind", ["one-transition", "actions-at-bounds"])
+def test_a_final_measurement_that_cannot_be_made_is_not_available(
+    small_run, tmp_path, capsys, kind
+):
+    """Both ran to the end, then died in the support-distance ratio (with advice to lower a
+    `quantile` the CLI has no flag for) and left a folder `evaluate` crashed on. Now the run
+    says so before the first update, finishes, and records the ratio as not available."""
+    import json
+
+    import numpy as np
+
+    _, data = small_run
+    if kind == "one-transition":
+        dataset = _write_like(data, tmp_path / "one.hdf5", rows=1)
+        reason = "1 transition"
+    else:
+        at_bounds = lambda a: np.where(a > 0, 1.0, -1.0).astype(a.dtype)  # noqa: E731
+        dataset = _write_like(data, tmp_path / "bounds.hdf5", actions=at_bounds)
+        reason = "repeat another exactly"
+    out = tmp_path / "run"
+    assert _main("train", "--dataset", dataset, "--out", out, *SMALL) == 0
+    err = capsys.readouterr().err
+    assert "support distance ratio will not be available" in err and reason in err, err
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["support_distance_ratio"].values()) == {None}
+    assert all(reason in why for why in results["not_available"].values())
+    assert results["scores"]["spar"] is not None
+    assert _main("evaluate", out, "--episodes", "1") == 0
+    assert "not available" in capsys.readouterr().out
+
+
+def test_resume_on_an_empty_folder_says_it_starts_afresh(small_run, tmp_path, capsys):
+    _, data = small_run
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert _main("train", "--dataset", data, "--out", out, *SMALL, "--resume") == 0
+    assert "holds no run yet; starting a new one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["start-up", "after config.json"])
+@pytest.mark.parametrize("signum", [2, 15], ids=["SIGINT", "SIGTERM"])
+def test_a_start_stopped_before_its_first_checkpoint_leaves_nothing(
+    small_run, tmp_path, monkeypatch, capsys, where, signum
+):
+    """Stopped while loading the data, or after config.json was written but before the first
+    checkpoint: no traceback, no claim of a kept checkpoint, exit 128 + signal, and nothing
+    left that blocks the corrected command (a config.json alone made the folder 'not
+    empty')."""
+    import os
+
+    from spar_eqx._train._run import Trainer
+
+    _, data = small_run
+    out = tmp_path / "run"
+    name = "prepare_data" if where == "start-up" else "run"
+    real = getattr(Trainer, name)
+
+    def stopped(self, *args, **kwargs):
+        os.kill(os.getpid(), signum)  # SIGINT raises KeyboardInterrupt, SIGTERM Interrupted
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, name, stopped)
+    code = _main("train", "--dataset", data, "--out", out, *SMALL)
+    err = capsys.readouterr().err
+    assert code == 128 + signum, err
+    assert "before its first checkpoint" in err and "kept" not in err, err
+    assert not out.exists()
+    monkeypatch.undo()
+    assert _main("train", "--dataset", data, "--out", out, *SMALL) == 0
+
+
+def test_sigterm_stops_at_a_chunk_boundary_with_a_checkpoint_and_exit_143(small_run, tmp_path):
+    """As Ctrl-C: the chunk finishes, a checkpoint is saved, and the exit code is 143; SIGTERM
+    killed the process where it stood before."""
+    import signal
+    import time
+
+    _, data = small_run
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", str(data), "--out", str(out), *SMALL, "--stage1-steps", "4000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spar_eqx._cli", *argv], stderr=subprocess.PIPE, text=True
+    )
+    latest = out / "checkpoints" / "latest.eqx"
+    deadline = time.monotonic() + 240
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "last checkpoint is kept" in err, err
+    assert "Traceback" not in err
+    assert latest.exists() and not (out / "results.json").exists()

@@ -378,9 +378,15 @@ def _print_point(record: dict) -> None:
         per_seed = " ".join(f"{v:.1f}" for v in values)
         print(f"{name:<14}{values.mean():>10.1f}{values.std():>10.1f}   {per_seed}")
     support = record.get("support_distance_ratio", {})
+    missing = record.get("not_available", {})
     if support:
-        ratios = ", ".join(f"{name} {np.mean(v):.2f}" for name, v in support.items())
+        ratios = ", ".join(
+            f"{name} {np.mean(v):.2f}" if v is not None else f"{name} not available"
+            for name, v in support.items()
+        )
         print(f"support-distance ratio (q95, 1 = the data's own boundary): {ratios}")
+    for reason in sorted(set(missing.values())):
+        print(f"not available: {reason}")
     for name, values in record.get("diagnostics", {}).items():
         print(f"{name.replace('_', ' ')} on dataset states: {np.mean(values):.3f}")
     for policy, reports in record.get("episodes", {}).items():

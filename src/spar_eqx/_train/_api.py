@@ -118,6 +118,13 @@ def train(
     trainer.prepare_data()
     trainer.build()
     trainer.check_memory()
+    # What the end of the run needs from the data is asked now, not after the training.
+    for name, reason in trainer.final_problems().items():
+        print(
+            f"spar-eqx: note: the {name.replace('_', ' ')} will not be available at the end "
+            f"of this run ({reason}); the rest of the run is unaffected.",
+            file=sys.stderr,
+        )
     results = _train_locked(trainer, out, run_dir, resume)
     if num_processes > 1 and process_id == 0:
         atomic_write(out / "results.json", json.dumps(results, indent=2))

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._errors import TrainingError
+from .._errors import Interrupted, TrainingError
 from .._hyper import replace
 from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
@@ -220,8 +220,9 @@ class Trainer(RunEvaluation, RunCheckpoints):
         """Train every phase (from the last checkpoint with `resume`, or from `restored`, what
         `restore_if_any` returned), evaluate, write results.
 
-        A first Ctrl-C stops after the current chunk with a checkpoint (`--resume` continues
-        from it) and raises `KeyboardInterrupt`; a second stops at once.
+        A first Ctrl-C or SIGTERM stops after the current chunk with a checkpoint (`--resume`
+        continues from it) and raises `Interrupted` (a `KeyboardInterrupt`); a second stops at
+        once.
         """
         started = time.perf_counter()
         if not hasattr(self, "data"):
@@ -246,7 +247,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         bar = progress_bar(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
         try:
-            with stop_at_chunk_boundary() as stop_requested:
+            with stop_at_chunk_boundary(self.last_checkpoint) as stop_requested:
                 states = self._loop(start, step, states, log, bar, stop_requested)
         finally:
             bar.close()
@@ -295,7 +296,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
                 bar.update(size)
                 bar.set_postfix(log.postfix(), refresh=False)
                 if stop:
-                    raise KeyboardInterrupt
+                    raise Interrupted(stop, self.last_checkpoint())
             last_of_stage = i + 1 == len(self.steps) or self.steps[i + 1].stage != stage
             if last_of_stage and stage + 1 < len(stage_names):
                 self._periodic_eval(stage, states, offset + step, log, periodic=False)
@@ -338,6 +339,11 @@ class Trainer(RunEvaluation, RunCheckpoints):
     def _sharded_learners(self):
         return [shard_runs(lr, self.stage_runs(s), jax.tree_util.tree_map(lambda _: 0, lr))
                 for s, lr in enumerate(self.learners)]  # fmt: skip
+
+    def last_checkpoint(self) -> str | None:
+        """The checkpoint `--resume` would continue from, if one has been written."""
+        latest = self.ckpt_dir / LATEST
+        return str(latest) if latest.exists() else None
 
     def _check_finite(self, metrics, step_index: int, step: int) -> None:
         stage, _, phase = self.steps[step_index]
