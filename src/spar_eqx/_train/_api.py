@@ -164,7 +164,7 @@ def _train_locked(trainer: Trainer, out: Path, run_dir: Path, resume: bool):
                 restored = trainer.restore_if_any()
             # A folder that held a run keeps everything, whatever happens next.
             new_configs = [f / CONFIG for f in folders if not (f / CONFIG).exists()]
-            ours = ours + new_configs if fresh else []
+            ours = [*ours, *new_configs, run_dir / CHECKPOINTS] if fresh else []
             claim()
             text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
             for folder in folders:

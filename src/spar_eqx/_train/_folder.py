@@ -132,11 +132,15 @@ def make_folders(*folders: Path) -> list[Path]:
 
 
 def discard_start(files: list[Path], created: list[Path]) -> None:
-    """Take away what a start that failed before its first checkpoint wrote: `files`, the
-    locks in the `created` folders, then those folders if they are empty; so the corrected
-    command finds the folder as it was."""
+    """Take away what a start that failed before its first checkpoint wrote: `files` (a
+    folder among them only if it is empty), the locks in the `created` folders, then those
+    folders if they are empty; so the corrected command finds the folder as it was."""
     for path in files:
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
     for folder in created:
         (folder / LOCK).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
