@@ -75,12 +75,11 @@ class RunCheckpoints:
         if "resolution" in header and self.resolution is None:
             self.apply_checkpoint_resolution(path, header["resolution"])
         phase, step = self._check_position(path, header)
-        try:
-            log = RunLog.from_json(header["log"])
-        except (KeyError, TypeError, ValueError):
-            raise _damaged(path, "log", header.get("log"), "a run's log") from None
+        log = header.get("log")
+        if not _is_log(log):
+            raise _damaged(path, "log", log, "{'losses': [rows], 'evals': [rows]}")
         _, states = load_checkpoint(path, self.skeleton(self.steps[phase].stage))
-        return phase, step, states, log
+        return phase, step, states, RunLog.from_json(log)
 
     def apply_checkpoint_resolution(self, path: Path, resolution: Any) -> None:
         """`apply_resolution` of the `resolution` a checkpoint's header recorded, refused as a
@@ -115,6 +114,17 @@ class RunCheckpoints:
         problem = dataset_problem(recorded, self.fingerprint, path, self.config.dataset)
         if problem:
             raise ValueError(problem)
+
+
+def _is_log(log: Any) -> bool:
+    """Whether `log` is what `RunLog.to_json` writes: lists of rows keyed by name."""
+    if not (isinstance(log, dict) and all(isinstance(log.get(k), list) for k in _LOG_KEYS)):
+        return False
+    rows = [row for k in _LOG_KEYS for row in log[k]]
+    return all(isinstance(row, dict) and all(isinstance(n, str) for n in row) for row in rows)
+
+
+_LOG_KEYS = ("losses", "evals")
 
 
 def _damaged(path: Path, field: str, value: Any, expected: str) -> CheckpointError:
