@@ -179,6 +179,21 @@ def test_a_field_planted_in_a_final_checkpoint_is_refused_by_evaluate(run_copy, 
     assert _files(run) == before
 
 
+def test_a_signed_resolution_in_a_run_that_resolves_nothing_is_refused_by_evaluate(
+    run_copy, capsys
+):
+    """Even signed again, a gate override planted as a resolution is not applied: this run's
+    options leave nothing for Stage I to decide."""
+    run, _ = run_copy
+    resolution = {"overrides": {"gate.eta_rel": 0.0}}
+    resign_header(run / "checkpoints" / "stage2.eqx", resolution=resolution)
+    before = _files(run)
+    assert _main("evaluate", run, "--episodes", "1") == 2
+    err = capsys.readouterr().err
+    assert "stage2.eqx is damaged" in err and "leave nothing to resolve" in err, err
+    assert _files(run) == before
+
+
 @pytest.mark.parametrize(
     "changes, field",
     [
@@ -191,6 +206,7 @@ def test_a_field_planted_in_a_final_checkpoint_is_refused_by_evaluate(run_copy, 
         ({"log": {"losses": [1, 2], "evals": []}}, "'log'"),
         ({"resolution": 5}, "'resolution'"),
         ({"resolution": {"overrides": {"no.such": 1}}}, "'resolution'"),
+        ({"resolution": {"overrides": {"gate.eta_rel": 0.0}}}, "leave nothing to resolve"),
     ],
     ids=lambda x: str(x)[:30],
 )

@@ -22,10 +22,10 @@ LATEST = "latest.eqx"
 class RunCheckpoints:
     """`Trainer`'s periodic checkpoints and resume, kept apart from its training loop.
 
-    It reads the trainer's `config`, `steps`, `ckpt_dir`, `resolution` and `fingerprint`
-    (the training data's, `_fingerprint`), and calls its
-    `skeleton` and `apply_resolution` (a checkpoint of a resolved run rebuilds the later
-    stages the way the run resolved them).
+    It reads the trainer's `config`, `algorithm`, `hyperparameters`, `grid`, `steps`,
+    `ckpt_dir`, `resolution` and `fingerprint` (the training data's, `_fingerprint`), and
+    calls its `build`, `skeleton` and `apply_resolution` (a checkpoint of a resolved run
+    rebuilds the later stages the way the run resolved them).
     """
 
     def _header(self, **fields) -> dict[str, Any]:
@@ -87,10 +87,19 @@ class RunCheckpoints:
         overrides = resolution.get("overrides") if isinstance(resolution, dict) else None
         if not isinstance(overrides, dict):
             raise _damaged(path, "resolution", resolution, "{'overrides': {...}, ...}")
+        if not self.algorithm.unresolved(self.hyperparameters):
+            expected = f"none: this {self.config.algo} run's options leave nothing to resolve"
+            raise _damaged(path, "resolution", resolution, expected)
+        before = self.hyperparameters, self.grid
         try:
             self.apply_resolution(resolution)
+            if self.algorithm.unresolved(self.hyperparameters):
+                raise ValueError("it leaves the run unresolved")
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             self.resolution = None
+            if self.hyperparameters is not before[0]:
+                self.hyperparameters, self.grid = before
+                self.build()
             reason = f"one this run accepts ({error})"
             raise _damaged(path, "resolution", resolution, reason) from None
 
