@@ -118,7 +118,8 @@ def table(found: list[dict]) -> str:
         lines.append(f"| SPAR-{v}: gate acceptance | {accepted:.2f} on dataset states{along} | | |")
         if row["support_distance_ratio"]:
             ratios = ", ".join(
-                f"{k} {np.mean(x):.2f}" for k, x in row["support_distance_ratio"].items()
+                f"{k} {np.mean(x):.2f}" if x is not None else f"{k} not available"
+                for k, x in row["support_distance_ratio"].items()
             )
             lines.append(f"| SPAR-{v}: support-distance ratio | {ratios} | | |")
         if row["evaluation"]:

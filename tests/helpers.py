@@ -37,6 +37,20 @@ def tree_equal_bits(x, y) -> bool:
     )
 
 
+def resign_header(path: Path, **changes) -> None:
+    """Change a checkpoint's header fields and sign the whole file again, as another
+    version of spar_eqx (or a buggy writer) would have written it."""
+    import json
+
+    from spar_eqx._train._checkpoint import _digest
+
+    first, payload = Path(path).read_bytes().split(b"\n", 1)
+    header = json.loads(first) | changes
+    header.pop("digest", None)
+    header["digest"] = _digest(header, payload)
+    Path(path).write_bytes(json.dumps(header).encode() + b"\n" + payload)
+
+
 _KILL_AT_REPLACE = """
 import os, signal, sys
 from pathlib import Path

@@ -15,6 +15,7 @@ import pytest
 from spar_eqx import CheckpointError
 from spar_eqx._train._checkpoint import (
     ForeignCheckpointError,
+    _digest,
     layout,
     load_checkpoint,
     read_header,
@@ -41,8 +42,9 @@ def _state(width: int = 3) -> _State:
     )
 
 
-def _rewrite_header(path, **changes) -> None:
-    """Change header fields, keeping the payload (and so its checksum) intact."""
+def _rewrite_header(path, *, sign: bool = True, **changes) -> None:
+    """Change header fields, keeping the payload; with `sign`, the whole-file digest is
+    recomputed (as another version of spar_eqx would have written it)."""
     first, payload = path.read_bytes().split(b"\n", 1)
     header = json.loads(first)
     for name, value in changes.items():
@@ -50,6 +52,9 @@ def _rewrite_header(path, **changes) -> None:
             header.pop(name, None)
         else:
             header[name] = value
+    if sign:
+        header.pop("digest", None)
+        header["digest"] = _digest(header, payload)
     path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
 
 
@@ -99,24 +104,67 @@ def test_a_checkpoint_of_another_size_names_both_counts(tmp_path):
         load_checkpoint(path, {"a": jnp.zeros(3), "b": jnp.zeros(2)})
 
 
-def test_a_checkpoint_from_before_layouts_still_loads_when_it_fits(tmp_path):
-    state = _state()
+def test_a_checkpoint_without_the_whole_file_digest_is_refused_by_name(tmp_path):
+    """As written by a spar_eqx whose checksum covered only the payload: its header could
+    have been changed unseen, so it is not loaded."""
     path = tmp_path / "old.eqx"
-    save_checkpoint(path, {}, state)
-    _rewrite_header(path, spar_eqx=None, arrays=None, layout=None)
-    _, loaded = load_checkpoint(path, eqx.filter_eval_shape(_state))
-    assert tree_equal_bits(loaded, state)
-
-
-def test_a_checkpoint_from_before_layouts_that_does_not_fit_says_where_it_came_from(tmp_path):
-    path = tmp_path / "old.eqx"
-    save_checkpoint(path, {}, _state(width=3))
-    _rewrite_header(path, spar_eqx=None, arrays=None, layout=None)
+    save_checkpoint(path, {"step": 40}, _state())
+    _rewrite_header(path, sign=False, digest=None, sha256="0" * 64)
     with pytest.raises(ForeignCheckpointError) as error:
-        load_checkpoint(path, eqx.filter_eval_shape(lambda: _state(width=5)))
+        load_checkpoint(path, eqx.filter_eval_shape(_state))
     message = str(error.value)
-    assert "does not hold this run's arrays" in message
-    assert "earlier spar_eqx" in message and "start afresh" in message
+    assert "old.eqx" in message and "no checksum over its header" in message
+    assert "start afresh" in message
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"step": 41}, {"resolution": {"overrides": {"gate.eta_rel": 0.0}}}, {"log": "x"}],
+    ids=["step", "planted-field", "log"],
+)
+def test_an_edited_header_is_damaged(tmp_path, changes):
+    """The payload's checksum alone let a header's step, or a planted field, through."""
+    path = tmp_path / "state.eqx"
+    save_checkpoint(path, {"step": 40, "log": {"losses": []}}, _state())
+    _rewrite_header(path, sign=False, **changes)
+    with pytest.raises(CheckpointError, match="state.eqx is damaged"):
+        load_checkpoint(path, eqx.filter_eval_shape(_state))
+
+
+@pytest.mark.parametrize(
+    "field, value", [("arrays", "4"), ("layout", None), ("payload_bytes", 1.5)]
+)
+def test_a_signed_header_with_a_field_of_the_wrong_type_is_damaged(tmp_path, field, value):
+    path = tmp_path / "state.eqx"
+    save_checkpoint(path, {}, _state())
+    _rewrite_header(path, **{field: value})
+    with pytest.raises(CheckpointError, match=f"damaged: its header's '{field}'"):
+        load_checkpoint(path, eqx.filter_eval_shape(_state))
+
+
+def test_every_bit_flip_anywhere_in_a_checkpoint_is_refused_or_harmless(tmp_path):
+    """Flip each bit of each byte of a small checkpoint, header included: each damaged file is
+    refused with `CheckpointError`, or loads to exactly the header and arrays that were
+    written (a flip the JSON reading cannot see, such as `e` to `E` in a number)."""
+    state = _state(width=2)
+    path = tmp_path / "state.eqx"
+    save_checkpoint(path, {"step": 40, "log": {"losses": [{"loss": 1e-05}]}}, state)
+    original = path.read_bytes()
+    skeleton = eqx.filter_eval_shape(lambda: _state(width=2))
+    header, _ = load_checkpoint(path, skeleton)
+    harmless = 0
+    for offset in range(len(original)):
+        for bit in range(8):
+            damaged = bytearray(original)
+            damaged[offset] ^= 1 << bit
+            path.write_bytes(bytes(damaged))
+            try:
+                got_header, got = load_checkpoint(path, skeleton)
+            except CheckpointError:
+                continue
+            assert got_header == header and tree_equal_bits(got, state), (offset, bit)
+            harmless += 1
+    assert harmless < 8  # only the odd flip of a number's spelling survives
 
 
 def test_a_foreign_checkpoint_is_still_a_checkpoint_error():

@@ -15,7 +15,7 @@ import pytest
 from spar_eqx import load_trained
 from spar_eqx._cli import main
 
-from .helpers import killed_at_replace, tree_equal_bits, write_hopper_hdf5
+from .helpers import killed_at_replace, resign_header, tree_equal_bits, write_hopper_hdf5
 
 TINY = [
     "--stage1-steps", "40", "--stage2-steps", "40", "--seeds", "2", "--batch-size", "16",
@@ -481,10 +481,7 @@ def test_a_checkpoint_of_another_versions_state_is_refused_and_nothing_changes(
     shutil.copytree(finished_run, run)
     (run / "checkpoints" / "stage2.eqx").unlink()
     for name in ("latest.eqx", "latest.eqx.previous"):
-        path = run / "checkpoints" / name
-        first, payload = path.read_bytes().split(b"\n", 1)
-        header = json.loads(first) | {"layout": "0123456789abcdef", "spar_eqx": "0.0.1"}
-        path.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+        resign_header(run / "checkpoints" / name, layout="0123456789abcdef", spar_eqx="0.0.1")
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     hopper = Path(json.loads((run / "config.json").read_text())["dataset"])
     assert _train(run, hopper, "--variant", "proj", "--resume") == 2

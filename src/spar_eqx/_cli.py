@@ -55,7 +55,58 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `spar-eqx` command; returns its exit code (0; 2 for a user's mistake; 3 when
+    training cannot go on; 130 after Ctrl-C and 143 after SIGTERM, from start-up on)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from ._train._interrupt import terminate_as_interrupt
+
+    command = argv[0] if argv else "spar-eqx"
+    try:
+        with terminate_as_interrupt():
+            return _main(argv)
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM (`Interrupted`)
+        return _interrupted(command, argv, error)
+
+
+def _interrupted(command: str, argv: list[str], error: KeyboardInterrupt) -> int:
+    """Say how the command was stopped, and whether a checkpoint is kept; the exit code."""
+    import signal
+
+    from ._errors import Interrupted
+    from ._train._interrupt import signal_name
+
+    signum = error.signum if isinstance(error, Interrupted) else signal.SIGINT
+    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal_name(signum)}"
+    said = ""
+    if command == "train":
+        checkpoint = error.checkpoint if isinstance(error, Interrupted) else None
+        checkpoint = checkpoint or _latest_checkpoint(argv)
+        said = (
+            f" (the last checkpoint is kept: continue with --resume; {checkpoint})"
+            if checkpoint
+            else " before its first checkpoint (nothing to resume: run the command again)"
+        )
+    print(f"spar-eqx {command}: {how}{said}", file=sys.stderr)
+    return 128 + signum
+
+
+def _latest_checkpoint(argv: list[str]) -> str | None:
+    """The `latest.eqx` of a `train` command line's run folder, if it exists."""
+    from pathlib import Path
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--out", type=Path)
+    pre.add_argument("--num-processes", type=int, default=1)
+    pre.add_argument("--process-id", type=int, default=0)
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.out is None:
+        return None
+    run_dir = known.out if known.num_processes == 1 else known.out / f"process-{known.process_id}"
+    latest = run_dir / "checkpoints" / "latest.eqx"
+    return str(latest) if latest.exists() else None
+
+
+def _main(argv: list[str]) -> int:
     from . import _cli_train
     from ._registry import ALGORITHMS
 
@@ -92,29 +143,23 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as error:
         print(f"spar-eqx {args.command}: training stopped: {error}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        kept = " (the last checkpoint is kept: continue with --resume)"
-        print(
-            f"spar-eqx {args.command}: interrupted{kept if args.command == 'train' else ''}",
-            file=sys.stderr,
-        )
-        return 130
 
 
 def entry() -> None:
     """The `spar-eqx` console command: `main`, then exit with its code.
 
-    After an interrupt the process leaves with `os._exit(130)` once its output is flushed:
-    letting the interpreter tear down XLA's threads after a `KeyboardInterrupt` can crash
-    (a segmentation fault, exit 139) instead of exiting 130. Every file was closed by then.
+    After an interrupt (Ctrl-C: 130; SIGTERM: 143) the process leaves with `os._exit` once
+    its output is flushed: letting the interpreter tear down XLA's threads after a
+    `KeyboardInterrupt` can crash (a segmentation fault, exit 139) instead. Every file was
+    closed by then.
     """
     import os
 
     code = main()
-    if code == 130:
+    if code in (130, 143):
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 

@@ -87,6 +87,7 @@ def load_anchor(plan):
     `_cli_diagnose`'s checked options."""
     from ._train import Trainer
     from ._train._checkpoint import load_checkpoint
+    from ._train._fingerprint import dataset_problem
 
     folder = plan.checkpoint.parent.parent
     trainer = Trainer(
@@ -95,7 +96,13 @@ def load_anchor(plan):
     try:
         trainer.prepare_data()
         trainer.build()
-        _, states = load_checkpoint(plan.checkpoint, stage1_states(trainer, shapes_only=True))
+        header, states = load_checkpoint(plan.checkpoint, stage1_states(trainer, shapes_only=True))
+        recorded = header.get("dataset_fingerprint")
+        problem = dataset_problem(
+            recorded, trainer.fingerprint, plan.checkpoint, plan.run_config.dataset
+        )
+        if problem:
+            raise ValueError(problem)
     except ValueError as error:  # the run's dataset, environment or checkpoint: CheckpointError
         raise UserError(f"--anchor {plan.anchor}: {error}") from None
     info = {

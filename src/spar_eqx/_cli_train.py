@@ -388,9 +388,15 @@ def _print_point(record: dict) -> None:
         per_seed = " ".join(f"{v:.2f}" for v in values)
         print(f"success rate of {name}: {np.mean(values):.2f}   per seed {per_seed}")
     support = record.get("support_distance_ratio", {})
+    missing = record.get("not_available", {})
     if support:
-        ratios = ", ".join(f"{name} {np.mean(v):.2f}" for name, v in support.items())
+        ratios = ", ".join(
+            f"{name} {np.mean(v):.2f}" if v is not None else f"{name} not available"
+            for name, v in support.items()
+        )
         print(f"support-distance ratio (q95, 1 = the data's own boundary): {ratios}")
+    for reason in sorted(set(missing.values())):
+        print(f"not available: {reason}")
     for name, values in record.get("diagnostics", {}).items():
         print(f"{name.replace('_', ' ')} on dataset states: {np.mean(values):.3f}")
     for policy, reports in record.get("episodes", {}).items():

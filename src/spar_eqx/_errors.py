@@ -15,3 +15,14 @@ class TrainingError(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint file is damaged (unreadable, truncated, bit-flipped) or not this run's."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (SIGINT) or SIGTERM: `signum` says which, `checkpoint` the
+    checkpoint it can be resumed from (None when it had written none). The CLI exits with
+    128 + `signum` (130, 143)."""
+
+    def __init__(self, signum: int, checkpoint: str | None = None):
+        super().__init__(signum, checkpoint)
+        self.signum = signum
+        self.checkpoint = checkpoint

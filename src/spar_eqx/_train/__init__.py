@@ -7,14 +7,12 @@
 - `_evaluate`: the trainer's evaluation half (policies, scores, diagnostics, the record);
 - `_results`: evaluation of stacked runs and the shape of `results.json`;
 - `_log`: `metrics.csv` and the learning-curve plot; `_checkpoint`: atomic files;
-- `_api`: `train` and `load_trained`.
+- `_api`: `train` and `load_trained`; `_folder`: a run folder's checks and lock;
+  `_fingerprint`: the training data's fingerprint; `_rendezvous`: the processes' lobby.
 
 No module here names an algorithm: everything comes from `spar_eqx._registry`.
 """
 
-from ._api import (
-    load_trained as load_trained,
-    output_folder_problem as output_folder_problem,
-    train as train,
-)
+from ._api import load_trained as load_trained, train as train
+from ._folder import output_folder_problem as output_folder_problem
 from ._run import Trainer as Trainer

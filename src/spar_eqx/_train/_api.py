@@ -1,8 +1,7 @@
 """`train` and `load_trained`: the Python entry points of the trainer."""
 
-import contextlib
 import json
-import os
+import sys
 from pathlib import Path
 
 import jax
@@ -11,81 +10,20 @@ import jax.numpy as jnp
 from .._run_config import RunConfig
 from ._checkpoint import atomic_write, load_checkpoint, read_header
 from ._chunk import run_axes
-from ._rendezvous import host_lobby, join_lobby, split_address
+from ._fingerprint import absolute_dataset, dataset_problem
+from ._folder import (
+    CHECKPOINTS,
+    CONFIG,
+    LOCK,
+    check_resumed_config,
+    contents,
+    discard_start,
+    make_folders,
+    output_folder_problem,
+    run_lock,
+)
+from ._rendezvous import host_lobby, join_lobby, run_token, split_address
 from ._run import Trainer
-
-
-def output_folder_problem(out: Path, resume: bool) -> str | None:
-    """Why `out` cannot take a new run (None when it can)."""
-    for path in (out, *out.parents):
-        if path.is_symlink() and not path.exists():
-            return f"{path} is a broken symbolic link; point it at a folder or choose another --out"
-        if path.exists() and not path.is_dir():
-            return f"{path} exists and is not a folder"
-        if path.exists():
-            break
-    if out.exists() and any(out.iterdir()) and not resume:
-        return (
-            f"{out} is not empty; pass --resume to continue the run in it, "
-            "or choose an empty folder"
-        )
-    probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK):
-        return f"{probe} is not writable"
-    return None
-
-
-LOCK = ".spar-eqx.lock"
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path):
-    """Hold `run_dir` for this process: a second process on it is refused.
-
-    An advisory `flock` on `run_dir/.spar-eqx.lock`: the operating system releases it when
-    the process ends, however it ends, so a killed run never leaves the folder locked.
-    """
-    import fcntl
-
-    handle = open(run_dir / LOCK, "a+")  # noqa: SIM115 (held for the whole run)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise ValueError(
-            f"{run_dir} is in use by another spar-eqx process; wait for it to end, or train "
-            "into another folder."
-        ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def _check_resumed_config(run_dir: Path, config: RunConfig) -> None:
-    """Refuse to resume `run_dir` with another configuration, before any file changes."""
-    path = run_dir / "config.json"
-    if not path.exists():
-        return
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"cannot read {path} ({error}); it is not a run's configuration."
-        ) from None
-    given = config.to_dict()
-    if stored != given:
-        differing = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
-        raise ValueError(
-            f"{run_dir} holds a run with a different configuration (it differs in: "
-            f"{', '.join(differing)}); resume it with the options it was started with, or "
-            "train into another folder. Nothing in it was changed."
-        )
 
 
 def train(
@@ -116,7 +54,8 @@ def train(
 
     - `config`: the `RunConfig`.
     - `out`: the run folder (empty, or a run to continue with `resume=True`).
-    - `resume`: continue from `out/checkpoints/latest.eqx` when it exists.
+    - `resume`: continue the run in `out` from `out/checkpoints/latest.eqx` when it exists
+      (an empty `out` starts afresh; a folder that is not a run is refused).
     - `progress`: show a progress bar.
     - `coordinator`, `num_processes`, `process_id`: a multi-process run;
       `coordinator_timeout` seconds for every process to join it before each is refused.
@@ -126,6 +65,9 @@ def train(
     sweep, a `sweep` list of `{"params", "scores", "returns", "diagnostics"}`.
     """
     out = Path(out)
+    token = run_token({"config": config.to_dict(), "coordinator": coordinator})
+    # The dataset by absolute path, so the run can be resumed and evaluated from anywhere.
+    config = config.with_overrides({"dataset": absolute_dataset(config.dataset)})
     if num_processes < 1:
         raise ValueError(f"--num-processes must be at least 1, got {num_processes}.")
     if num_processes == 1 and process_id != 0:
@@ -136,10 +78,12 @@ def train(
     run_dir = out if num_processes == 1 else out / f"process-{process_id}"
     if num_processes > 1 and not 0 <= process_id < num_processes:
         raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
+    # A first look at the folder, to refuse a mistake before the data load; every check is
+    # made again under the folder's lock (`_train_locked`).
     problem = output_folder_problem(run_dir, resume)
     if problem:
         raise ValueError(problem)
-    _check_resumed_config(run_dir, config) if resume else None
+    check_resumed_config(run_dir, config) if resume else None
     if num_processes > 1:
         if coordinator is None:
             raise ValueError(
@@ -151,9 +95,9 @@ def train(
                 f"--coordinator-timeout must be at least 1 second, got {coordinator_timeout}."
             )
         if process_id == 0:
-            host_lobby(coordinator, num_processes, coordinator_timeout)
+            host_lobby(coordinator, num_processes, coordinator_timeout, token)
         else:
-            join_lobby(coordinator, process_id, num_processes, coordinator_timeout)
+            join_lobby(coordinator, process_id, num_processes, coordinator_timeout, token)
         try:
             jax.distributed.initialize(
                 coordinator, num_processes, process_id, initialization_timeout=coordinator_timeout
@@ -174,17 +118,65 @@ def train(
     trainer.prepare_data()
     trainer.build()
     trainer.check_memory()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with _run_lock(run_dir):
-        text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
-        for folder in {out, run_dir}:
-            if (folder / "config.json").exists() and (folder / "config.json").read_text() == text:
-                continue  # a resumed run: the file already says exactly this
-            atomic_write(folder / "config.json", text)
-        results = trainer.run(resume=resume)
+    # What the end of the run needs from the data is asked now, not after the training.
+    for name, reason in trainer.final_problems().items():
+        print(
+            f"spar-eqx: note: the {name.replace('_', ' ')} will not be available at the end "
+            f"of this run ({reason}); the rest of the run is unaffected.",
+            file=sys.stderr,
+        )
+    results = _train_locked(trainer, out, run_dir, resume)
     if num_processes > 1 and process_id == 0:
         atomic_write(out / "results.json", json.dumps(results, indent=2))
     return results
+
+
+def _train_locked(trainer: Trainer, out: Path, run_dir: Path, resume: bool):
+    """Take `run_dir`'s lock, check the folder again under it (another process may have
+    trained into it while the data loaded), then write the configuration and train.
+
+    Nothing is written before every check passes. A start that fails before its first
+    checkpoint takes away what it wrote (`discard_start`), so the corrected command is not
+    blocked by a folder that holds no run.
+    """
+    config = trainer.config
+    folders = [run_dir] if out == run_dir else [out, run_dir]
+    lock_was_there = (run_dir / LOCK).exists()
+    created = make_folders(run_dir)
+    ours: list[Path] = []  # what this start wrote, taken away if it fails before a checkpoint
+    locked = False
+    try:
+        with run_lock(run_dir) as claim:
+            locked = True
+            ours = [] if lock_was_there else [run_dir / LOCK]
+            problem = output_folder_problem(run_dir, resume)
+            if problem:
+                raise ValueError(problem)
+            fresh = not contents(run_dir)
+            restored = None
+            if resume:
+                check_resumed_config(run_dir, config)
+                if fresh:
+                    print(
+                        f"spar-eqx: --resume: {run_dir} holds no run yet; starting a new one.",
+                        file=sys.stderr,
+                    )
+                restored = trainer.restore_if_any()
+            # A folder that held a run keeps everything, whatever happens next.
+            new_configs = [f / CONFIG for f in folders if not (f / CONFIG).exists()]
+            ours = [*ours, *new_configs, run_dir / CHECKPOINTS] if fresh else []
+            claim()
+            text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+            for folder in folders:
+                path = folder / CONFIG
+                if path.exists() and path.read_text() == text:
+                    continue  # a resumed run: the file already says exactly this
+                atomic_write(path, text)
+            return trainer.run(resume=resume, restored=restored)
+    except BaseException:
+        if locked and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
+            discard_start(ours, created)
+        raise
 
 
 def stored_config(
@@ -243,10 +235,16 @@ def load_trained(out: str | Path):
             raise ValueError(
                 f"{out} holds no finished run ({path} is missing); train it to the end first."
             )
-        resolution = read_header(path).get("resolution")
+        header = read_header(path)
+        problem = dataset_problem(
+            header.get("dataset_fingerprint"), trainer.fingerprint, path, config.dataset
+        )
+        if problem:
+            raise ValueError(problem)
+        resolution = header.get("resolution")
         for t in {id(trainer): trainer, id(part): part}.values():
             if resolution is not None and t.resolution is None:
-                t.apply_resolution(resolution)  # e.g. the variant --variant auto chose
+                t.apply_checkpoint_resolution(path, resolution)  # e.g. --variant auto's choice
         states.append(load_checkpoint(path, part.skeleton(last - 1))[1])
     if len(states) == 1:
         return trainer, states[0]

@@ -1,8 +1,11 @@
 """Checkpoints: a JSON header line, then `eqx.tree_serialise_leaves`, written atomically.
 
-The header records the payload's length and SHA-256, so a truncated, headerless or
-bit-flipped file is detected on reading (`CheckpointError`, naming the file) instead of
-being loaded as garbage. It also records the layout of the tree (a digest of every array's
+The header records the payload's length and one SHA-256 `digest` over the header's other
+fields and the payload together, so a truncated, headerless or bit-flipped file, the header
+included (a step, a resolution, a log), is detected on reading (`CheckpointError`, naming the
+file) instead of being loaded as garbage or acted on. A checkpoint without that digest
+(written by a spar_eqx from before it covered the header) is refused by name. The header
+also records the layout of the tree (a digest of every array's
 path, shape and dtype) and the spar_eqx version that wrote it, so a checkpoint of another
 version's or another configuration's training state is refused with a message saying so,
 never loaded into arrays it merely happens to fit. With `keep_previous`, the checkpoint being
@@ -56,6 +59,13 @@ def previous_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".previous")
 
 
+def _digest(fields: dict[str, Any], payload: bytes) -> str:
+    """SHA-256 over the header's fields (canonical JSON, `digest` itself left out) and the
+    payload: one checksum for the whole file."""
+    text = json.dumps(fields, sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode() + b"\n" + payload).hexdigest()
+
+
 def save_checkpoint(
     path: str | os.PathLike, header: dict[str, Any], tree: Any, *, keep_previous: bool = False
 ) -> None:
@@ -77,12 +87,12 @@ def save_checkpoint(
         "arrays": arrays,
         "layout": digest,
         "payload_bytes": len(payload),
-        "sha256": hashlib.sha256(payload).hexdigest(),
     }
+    header["digest"] = _digest(header, payload)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write((json.dumps(header, sort_keys=True) + "\n").encode())
+            f.write((json.dumps(header, sort_keys=True, allow_nan=False) + "\n").encode())
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -120,6 +130,10 @@ def _umask() -> int:
     return mask
 
 
+# The fields `save_checkpoint` adds to every header, and their types.
+_FILE_FIELDS = {"spar_eqx": str, "arrays": int, "layout": str, "payload_bytes": int}
+
+
 def _read(path: Path) -> tuple[dict[str, Any], bytes]:
     try:
         with open(path, "rb") as f:
@@ -128,24 +142,39 @@ def _read(path: Path) -> tuple[dict[str, Any], bytes]:
     except OSError as error:
         raise CheckpointError(f"cannot read checkpoint {path} ({error.strerror}).") from None
     try:
-        header = json.loads(first)
+        header = json.loads(first, parse_constant=_no_constant)
         if not isinstance(header, dict):
             raise ValueError("not an object")
     except ValueError:
         raise CheckpointError(f"checkpoint {path} is damaged: its header is unreadable.") from None
-    if "sha256" in header:
-        if len(payload) != header.get("payload_bytes") or (
-            hashlib.sha256(payload).hexdigest() != header["sha256"]
-        ):
+    if "digest" not in header:
+        raise ForeignCheckpointError(
+            f"checkpoint {path} has no checksum over its header: it was written by "
+            f"{_writer(header)}, from before checkpoints covered their header, or was edited. "
+            f"{_WHAT_TO_DO}"
+        )
+    fields = {k: v for k, v in header.items() if k != "digest"}
+    if header["digest"] != _digest(fields, payload):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its header and contents do not match their "
+            f"checksum ({len(payload)} bytes of contents, {header.get('payload_bytes')} "
+            "written)."
+        )
+    for name, kind in _FILE_FIELDS.items():
+        if type(header.get(name)) is not kind:
             raise CheckpointError(
-                f"checkpoint {path} is damaged: its contents do not match their checksum "
-                f"({len(payload)} bytes, {header.get('payload_bytes')} written)."
+                f"checkpoint {path} is damaged: its header's {name!r} is "
+                f"{header.get(name)!r}, not a{'n' if kind is int else ''} {kind.__name__}."
             )
     return header, payload
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a checkpoint writes")
+
+
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON header of a checkpoint (the file's checksum is verified too)."""
+    """The JSON header of a checkpoint (the whole file's checksum is verified too)."""
     return _read(Path(path))[0]
 
 
@@ -159,7 +188,7 @@ def load_checkpoint(path: str | os.PathLike, skeleton: Any) -> tuple[dict[str, A
     path = Path(path)
     header, payload = _read(path)
     arrays, digest = layout(skeleton)
-    if "layout" in header and header["layout"] != digest:
+    if header["layout"] != digest:
         written = header.get("arrays")
         how = " (as many, with other names, shapes or dtypes)" if written == arrays else ""
         raise ForeignCheckpointError(

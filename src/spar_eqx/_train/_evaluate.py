@@ -13,7 +13,13 @@ import numpy as np
 from ..data._transitions import spread_rows
 from ._chunk import run_axes, run_devices
 from ._log import RunLog
-from ._results import evaluate_runs, grid_record, point_record, support_ratios
+from ._results import (
+    evaluate_runs,
+    grid_record,
+    point_record,
+    support_problem,
+    support_ratios,
+)
 
 
 class RunEvaluation:
@@ -92,16 +98,30 @@ class RunEvaluation:
         diagnostics = self.diagnostics(states)
         rows = self._dataset_rows()
         t = self.dataset.transitions
-        support = support_ratios(
-            policies, t.observations[rows], t.actions, len(self.grid), self.num_local
+        support, unmeasured = support_ratios(
+            policies,
+            t.observations[rows],
+            t.actions,
+            len(self.grid),
+            self.num_local,
+            self.final_problems().get("support_distance_ratio"),
         )
         records = [
-            point_record(e, d, r) for e, d, r in zip(evaluated, diagnostics, support, strict=True)
+            point_record(e, d, r, unmeasured)
+            for e, d, r in zip(evaluated, diagnostics, support, strict=True)
         ]
         record = grid_record([params for params, _ in self.grid], records)
         rate = env_steps / seconds
         record["evaluation"] = {"env_steps": env_steps, "seconds": seconds, "env_steps_per_s": rate}
         return record, evaluated
+
+    def final_problems(self) -> dict[str, str]:
+        """The final measurements this run's data cannot give, and why (asked once, before
+        the first update, so a run says so at its start instead of failing at its end)."""
+        if not hasattr(self, "_final_problems"):
+            problem = support_problem(self.dataset.transitions.actions)
+            self._final_problems = {"support_distance_ratio": problem} if problem else {}
+        return self._final_problems
 
     def results_header(self, seconds: float) -> dict[str, Any]:
         """What `results.json` says about the run, before its scores."""
@@ -113,6 +133,7 @@ class RunEvaluation:
             **self.algorithm.record(self.hyperparameters),
             **resolved,
             "dataset": self.dataset.name,
+            "dataset_fingerprint": self.fingerprint,
             "env_id": self.env_id,
             "environment": self.environment.describe(),
             "seeds": list(range(c.seeds)),

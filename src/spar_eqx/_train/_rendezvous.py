@@ -6,10 +6,19 @@ in a small lobby that process 0 holds on the coordinator's own port: each other 
 says who it is, process 0 waits until every one has come (or refuses the run with a message
 naming the missing ones), closes the lobby and tells them to go on; only then does
 `jax.distributed.initialize` run, with every process known to be alive.
+
+The lobby listens on the coordinator's own address only (a coordinator on 127.0.0.1 is not
+reachable from other machines), admits a peer only if its hello carries the run's token
+(`run_token`: a digest of what every process agrees on, so a stranger cannot take a
+process's place), and holds every read to the overall deadline (a client that trickles one
+byte at a time cannot keep process 0 waiting past `--coordinator-timeout`).
 """
 
+import hashlib
+import json
 import socket
 import time
+from typing import Any
 
 _HELLO = "spar-eqx-lobby"
 
@@ -22,6 +31,39 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def run_token(agreed: Any) -> str:
+    """A short digest of `agreed` (JSON-serialisable: the run's configuration and the
+    coordinator's address), the same in every process started with the same options."""
+    text = json.dumps(agreed, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _read_line(conn: socket.socket, limit: int, until: float) -> str | None:
+    """One line (without its newline) read from `conn` by the monotonic time `until`, at most
+    `limit` bytes; None when the time runs out, the peer hangs up first, or it is not text.
+    Every `recv` waits only for what is left of the time, so a trickle of bytes cannot
+    stretch it."""
+    data = b""
+    while b"\n" not in data and len(data) < limit:
+        left = until - time.monotonic()
+        if left <= 0:
+            return None
+        conn.settimeout(left)
+        try:
+            chunk = conn.recv(limit - len(data))
+        except OSError:
+            return None
+        if not chunk:
+            break
+        data += chunk
+    if b"\n" not in data:
+        return None
+    try:
+        return data.split(b"\n", 1)[0].decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def _advice() -> str:
     return (
         "start every process with the same --coordinator and --num-processes, each with its "
@@ -29,22 +71,23 @@ def _advice() -> str:
     )
 
 
-def host_lobby(address: str, count: int, timeout: float) -> None:
-    """Process 0: wait on `address`'s port until processes `1..count-1` have all said hello.
+def host_lobby(address: str, count: int, timeout: float, token: str) -> None:
+    """Process 0: wait on `address` until processes `1..count-1` have all said hello.
 
-    **Arguments:** `address`, the run's `HOST:PORT`; `count`, the number of processes;
-    `timeout`, seconds to wait for all of them.
+    **Arguments:** `address`, the run's `HOST:PORT` (the lobby binds that host's address);
+    `count`, the number of processes; `timeout`, seconds to wait for all of them; `token`,
+    the run's `run_token`, which a hello must carry to be admitted.
 
     **Returns:** None once every peer has arrived and been told to go on (the port is free
     again for `jax.distributed`). A `ValueError` names the missing processes after `timeout`,
     a peer that gave another `--num-processes`, or two peers with the same `--process-id`;
     every peer that had arrived is told why.
     """
-    _, port = split_address(address)
+    host, port = split_address(address)
     deadline = time.monotonic() + timeout
     arrived: dict[int, socket.socket] = {}
     try:
-        with socket.create_server(("", port), reuse_port=False) as lobby:
+        with socket.create_server((host.strip("[]"), port), reuse_port=False) as lobby:
             while len(arrived) < count - 1:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -58,7 +101,7 @@ def host_lobby(address: str, count: int, timeout: float) -> None:
                     conn, _ = lobby.accept()
                 except TimeoutError:
                     continue
-                problem, peer = _read_hello(conn, count, arrived, deadline)
+                problem, peer = _read_hello(conn, count, arrived, deadline, token)
                 if problem:
                     _say(conn, f"refused {problem}")
                     conn.close()
@@ -78,8 +121,9 @@ def host_lobby(address: str, count: int, timeout: float) -> None:
                 pass
     except OSError as error:
         raise ValueError(
-            f"process 0 could not open the coordinator port {port} ({error.strerror or error}); "
-            "choose a free port for --coordinator."
+            f"process 0 could not open the coordinator address {address} "
+            f"({error.strerror or error}); give --coordinator a free port on an address of "
+            "this machine."
         ) from None
     except ValueError as error:
         for conn in arrived.values():
@@ -90,15 +134,21 @@ def host_lobby(address: str, count: int, timeout: float) -> None:
             conn.close()
 
 
-def _read_hello(conn: socket.socket, count: int, arrived: dict, deadline: float):
-    """`(problem, process_id)` from a peer's hello line; `(problem, None)` for a stranger."""
-    conn.settimeout(max(0.1, min(5.0, deadline - time.monotonic())))
-    try:
-        line = conn.makefile("r").readline(200).split()
-    except (OSError, UnicodeDecodeError):
+def _read_hello(conn: socket.socket, count: int, arrived: dict, deadline: float, token: str):
+    """`(problem, process_id)` from a peer's hello line; `(problem, None)` for a stranger
+    (no hello within 5 s or by the deadline, not our hello, or another run's token)."""
+    text = _read_line(conn, 200, min(deadline, time.monotonic() + 5.0))
+    if text is None:
         return "no hello", None
-    if len(line) != 3 or line[0] != _HELLO or not (line[1].isdigit() and line[2].isdigit()):
+    line = text.split()
+    if len(line) != 4 or line[0] != _HELLO or not (line[1].isdigit() and line[2].isdigit()):
         return "not a spar-eqx process", None
+    if line[3] != token:
+        return (
+            "this process was started with other options than process 0 (its run token "
+            "differs); start every process with the same options",
+            None,
+        )
     peer, theirs = int(line[1]), int(line[2])
     if theirs != count:
         return (
@@ -119,12 +169,13 @@ def _say(conn: socket.socket, message: str) -> None:
         pass
 
 
-def join_lobby(address: str, process_id: int, count: int, timeout: float) -> None:
+def join_lobby(address: str, process_id: int, count: int, timeout: float, token: str) -> None:
     """A process other than 0: say hello at process 0's lobby, wait to be told to go on,
     then wait until `jax.distributed`'s coordinator accepts connections on the same port.
 
     **Arguments:** `address`, the run's `HOST:PORT`; `process_id`, this process (>= 1);
-    `count`, the number of processes; `timeout`, seconds for all of it.
+    `count`, the number of processes; `timeout`, seconds for all of it; `token`, the run's
+    `run_token` (process 0 admits only a hello that carries its own).
 
     **Returns:** None when `jax.distributed.initialize` can be called; a `ValueError` when no
     lobby answered within `timeout`, or process 0 refused the run (its reason is given).
@@ -132,7 +183,7 @@ def join_lobby(address: str, process_id: int, count: int, timeout: float) -> Non
     host, port = split_address(address)
     deadline = time.monotonic() + timeout
     while True:
-        reply = _hello(host, port, process_id, count, deadline)
+        reply = _hello(host, port, process_id, count, deadline, token)
         if reply == "go":
             break
         if reply is not None and reply.startswith("refused"):
@@ -156,13 +207,15 @@ def join_lobby(address: str, process_id: int, count: int, timeout: float) -> Non
     )
 
 
-def _hello(host: str, port: int, process_id: int, count: int, deadline: float) -> str | None:
-    """One try at the lobby: its one-line answer, or None if nothing lobby-like answered."""
+def _hello(
+    host: str, port: int, process_id: int, count: int, deadline: float, token: str
+) -> str | None:
+    """One try at the lobby: its one-line answer, or None if nothing lobby-like answered
+    by the deadline."""
     try:
         with socket.create_connection((host, port), timeout=2) as conn:
-            conn.sendall(f"{_HELLO} {process_id} {count}\n".encode())
-            conn.settimeout(max(0.1, deadline - time.monotonic()))
-            reply = conn.makefile("r").readline(1000).strip()
-            return reply or None
-    except (OSError, UnicodeDecodeError):
+            conn.sendall(f"{_HELLO} {process_id} {count} {token}\n".encode())
+            reply = _read_line(conn, 1000, max(deadline, time.monotonic() + 0.1))
+            return (reply.strip() or None) if reply is not None else None
+    except OSError:
         return None

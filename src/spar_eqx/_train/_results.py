@@ -106,45 +106,80 @@ def gather(values) -> list[float]:
     return [float(x) for x in values]
 
 
+def support_problem(dataset_actions: Float[Array, "n act_dim"]) -> str | None:
+    """Why the support-distance ratio cannot be measured against `dataset_actions` (its
+    boundary needs two actions and is 0 when many repeat exactly), or None when it can.
+    Cheap enough to ask before the first update."""
+    from ..diagnostics import support_distance_ratio
+
+    actions = np.asarray(dataset_actions, np.float64)
+    if actions.shape[0] < 2:
+        return f"the dataset has {actions.shape[0]} transition, and the ratio needs 2 or more"
+    try:
+        support_distance_ratio(actions[:1], actions)
+    except ValueError:
+        return (
+            "more than 5% of the dataset's actions repeat another exactly (actions all at the "
+            "bounds of the action space, say), so the data's own boundary is 0"
+        )
+    return None
+
+
 def support_ratios(
     policies: dict[str, eqx.Module],
     observations: Float[Array, "m obs_dim"],
     dataset_actions: Float[Array, "n act_dim"],
     points: int,
     k: int,
-) -> list[dict[str, np.ndarray]]:
-    """Per grid point, per policy: each local seed's support-distance ratio (Fig. 3).
+    problem: str | None = None,
+) -> tuple[list[dict[str, np.ndarray]], dict[str, str]]:
+    """Per grid point, per policy: each local seed's support-distance ratio (Fig. 3), and
+    why a policy's could not be measured (NaN in its values).
 
     Each run's policy acts on the raw dataset `observations`; the q95 distance of those
     actions to their nearest dataset action is divided by the dataset's own q95 boundary
     (`spar_eqx.diagnostics.support_distance_ratio`): about 1 for a policy that stays in the
-    data's action support, well above 1 for one that leaves it.
+    data's action support, well above 1 for one that leaves it. With `problem`
+    (`support_problem`'s answer), nothing is measured and every value is NaN.
     """
     # Imported here: scikit-learn costs ~90 MB, which `import spar_eqx` should not pay.
     from ..diagnostics import support_distance_ratio
 
     key = jr.key(54321)
     out: list[dict[str, np.ndarray]] = [{} for _ in range(points)]
+    reasons: dict[str, str] = {}
     for name, policy in policies.items():
+        if problem is not None:
+            reasons[name] = problem
+            for point in range(points):
+                out[point][name] = np.full(k, np.nan)
+            continue
         act = eqx.filter_jit(eqx.filter_vmap(lambda p: p(observations, key)))(policy)
         act = np.asarray(act, np.float64)
         for point in range(points):
-            out[point][name] = np.asarray(
-                [
-                    support_distance_ratio(a, dataset_actions)
-                    for a in act[point * k : (point + 1) * k]
-                ]
-            )
-    return out
+            values = []
+            for a in act[point * k : (point + 1) * k]:
+                try:
+                    values.append(support_distance_ratio(a, dataset_actions))
+                except ValueError as error:  # e.g. a policy's non-finite actions
+                    reasons[name] = str(error)
+                    values.append(np.nan)
+            out[point][name] = np.asarray(values)
+    return out, reasons
 
 
 def point_record(
     evaluated: dict[str, Evaluated],
     diagnostics: dict[str, np.ndarray],
     support: dict[str, np.ndarray],
+    unmeasured: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`scores`, `returns`, `diagnostics` and the support-distance ratio of each policy, for
     one grid point, each per seed (all processes).
+
+    A support-distance ratio that could not be measured (NaN in any process) is recorded as
+    None, and `"not_available"` says why (`unmeasured`, by policy, from `support_ratios`): a
+    final measurement that cannot be made never costs the run.
 
     `diagnostics` are measured on dataset states; what a policy reported along its own
     evaluation episodes goes under `"episodes"`, by policy (e.g. the gate's acceptance
@@ -157,8 +192,18 @@ def point_record(
         "returns": {name: gather(e.returns) for name, e in evaluated.items()},
         **success_record(evaluated),
         "diagnostics": {name: gather(values) for name, values in diagnostics.items()},
-        "support_distance_ratio": {name: gather(values) for name, values in support.items()},
+        "support_distance_ratio": {},
     }
+    missing = {}
+    for name, values in support.items():
+        gathered = gather(values)  # every process gathers every policy's (collectives)
+        if np.isnan(gathered).any():
+            reason = (unmeasured or {}).get(name, "it could not be measured in another process")
+            missing[f"support_distance_ratio/{name}"] = reason
+            gathered = None
+        record["support_distance_ratio"][name] = gathered
+    if missing:
+        record["not_available"] = missing
     episodes = {
         name: {n: gather(v) for n, v in e.reports.items()}
         for name, e in evaluated.items()

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._errors import TrainingError
+from .._errors import Interrupted, TrainingError
 from .._hyper import replace
 from .._learner import Learner, Phase, hyperparameter_arrays
 from .._run_config import RunConfig
@@ -30,6 +30,7 @@ from ._checkpoint import save_checkpoint
 from ._chunk import gather_runs, init_states, run_chunk, shard_runs, stack
 from ._data import prepare
 from ._evaluate import RunEvaluation
+from ._fingerprint import dataset_fingerprint
 from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
 from ._memory import available_bytes, memory_shortfall, tree_bytes
@@ -85,6 +86,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         # What the first stage decided for the later ones (`Algorithm.resolve`), once known.
         self.hyperparameters = config.hyperparameters
         self.resolution: dict[str, Any] | None = None
+        self.fingerprint: str | None = None  # of the training data, once loaded
 
     # ---- data
 
@@ -96,6 +98,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         self.reward_transform, self.normalizer = prepared.reward_transform, prepared.normalizer
         self.data, self.obs_dim, self.act_dim = prepared.data, prepared.obs_dim, prepared.act_dim
         self.rescaled_from = prepared.rescaled_from
+        self.fingerprint = dataset_fingerprint(prepared.dataset)
         if self.rescaled_from is not None:
             low, high = self.rescaled_from
             print(
@@ -214,11 +217,13 @@ class Trainer(RunEvaluation, RunCheckpoints):
 
     # ---- main loop
 
-    def run(self, *, resume: bool = False) -> dict[str, Any]:
-        """Train every phase (from the last checkpoint with `resume`), evaluate, write results.
+    def run(self, *, resume: bool = False, restored=None) -> dict[str, Any]:
+        """Train every phase (from the last checkpoint with `resume`, or from `restored`, what
+        `restore_if_any` returned), evaluate, write results.
 
-        A first Ctrl-C stops after the current chunk with a checkpoint (`--resume` continues
-        from it) and raises `KeyboardInterrupt`; a second stops at once.
+        A first Ctrl-C or SIGTERM stops after the current chunk with a checkpoint (`--resume`
+        continues from it) and raises `Interrupted` (a `KeyboardInterrupt`); a second stops at
+        once.
         """
         started = time.perf_counter()
         if not hasattr(self, "data"):
@@ -232,8 +237,10 @@ class Trainer(RunEvaluation, RunCheckpoints):
             leftovers += self.out.glob(f".{name}.*")
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
-        if resume and (self.ckpt_dir / LATEST).exists():
-            start, step, states, log = self._restore()
+        if restored is None and resume:
+            restored = self.restore_if_any()
+        if restored is not None:
+            start, step, states, log = restored
         else:
             start, step, states, log = 0, 0, self.init_stage(0), RunLog()
         states = shard_runs(states, self.stage_runs(self.steps[start].stage))
@@ -241,7 +248,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         bar = progress_bar(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
         try:
-            with stop_at_chunk_boundary() as stop_requested:
+            with stop_at_chunk_boundary(self.last_checkpoint) as stop_requested:
                 states = self._loop(start, step, states, log, bar, stop_requested)
         finally:
             bar.close()
@@ -290,7 +297,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
                 bar.update(size)
                 bar.set_postfix(log.postfix(), refresh=False)
                 if stop:
-                    raise KeyboardInterrupt
+                    raise Interrupted(stop, self.last_checkpoint())
             last_of_stage = i + 1 == len(self.steps) or self.steps[i + 1].stage != stage
             if last_of_stage and stage + 1 < len(stage_names):
                 self._periodic_eval(stage, states, offset + step, log, periodic=False)
@@ -333,6 +340,11 @@ class Trainer(RunEvaluation, RunCheckpoints):
     def _sharded_learners(self):
         return [shard_runs(lr, self.stage_runs(s), jax.tree_util.tree_map(lambda _: 0, lr))
                 for s, lr in enumerate(self.learners)]  # fmt: skip
+
+    def last_checkpoint(self) -> str | None:
+        """The checkpoint `--resume` would continue from, if one has been written."""
+        latest = self.ckpt_dir / LATEST
+        return str(latest) if latest.exists() else None
 
     def _check_finite(self, metrics, step_index: int, step: int) -> None:
         stage, _, phase = self.steps[step_index]
