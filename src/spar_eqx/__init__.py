@@ -6,6 +6,7 @@ and `spar_eqx.data` are namespaces of their own.
 
 import importlib.metadata
 
+from ._acting import ActingPolicy as ActingPolicy, DeployedPolicy as DeployedPolicy
 from ._config import (
     AnchorConfig as AnchorConfig,
     GateConfig as GateConfig,
@@ -14,9 +15,15 @@ from ._config import (
     critic_subsets as critic_subsets,
 )
 from ._conflict import gradient_conflict as gradient_conflict
+from ._deploy import (
+    export_policy as export_policy,
+    load_policy as load_policy,
+    policy_header as policy_header,
+)
 from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
 from ._errors import (
     CheckpointError as CheckpointError,
+    PolicyFileError as PolicyFileError,
     TrainingError as TrainingError,
     UserError as UserError,
 )
@@ -61,7 +68,6 @@ from ._networks import (
 )
 from ._policy import (
     BasePolicy as BasePolicy,
-    DeployedPolicy as DeployedPolicy,
     NoGatePolicy as NoGatePolicy,
     PLASResidual as PLASResidual,
     SPARPolicy as SPARPolicy,

@@ -1,4 +1,4 @@
-"""The `spar-eqx` command: `train`, `evaluate`, `diagnose` and `collect`."""
+"""The `spar-eqx` command: `train`, `evaluate`, `export`, `diagnose` and `collect`."""
 
 import argparse
 import errno
@@ -24,7 +24,7 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import _cli_collect, _cli_diagnose, _cli_train
+    from . import _cli_collect, _cli_diagnose, _cli_export, _cli_train
 
     train = sub.add_parser(
         "train",
@@ -38,6 +38,12 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="re-evaluate a finished run")
     _cli_train.add_evaluate_arguments(evaluate)
     evaluate.set_defaults(run=_cli_train.run_evaluate)
+
+    export = sub.add_parser(
+        "export", help="write one seed's trained policy to a self-contained file"
+    )
+    _cli_export.add_arguments(export)
+    export.set_defaults(run=_cli_export.run)
 
     diagnose = sub.add_parser(
         "diagnose",

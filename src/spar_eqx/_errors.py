@@ -15,3 +15,8 @@ class TrainingError(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint file is damaged (unreadable, truncated, bit-flipped) or not this run's."""
+
+
+class PolicyFileError(CheckpointError):
+    """A policy file (`spar_eqx.export_policy`) that cannot be loaded: damaged, not a policy
+    file, or written by a spar_eqx whose policies this one cannot rebuild."""
