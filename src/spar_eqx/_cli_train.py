@@ -19,10 +19,12 @@ from ._run_config import RunConfig, flag_table, sweep_key, sweep_names
 # Run-level options: (flag, RunConfig field, type, help).
 _RUN_OPTIONS = [
     ("--reward-transform", "reward_transform", str, "'none', 'locomotion' or 'antmaze' "
-     "(default: the algorithm's convention)"),
-    ("--eval-max-episode-steps", "eval_max_episode_steps", int, "cap on evaluation episodes"),
-    ("--log-every", "log_every", int, "updates per compiled call and log row (1000)"),
-    ("--checkpoint-every", "checkpoint_every", int, "updates between checkpoints (5000)"),
+     "(default: the algorithm's convention)", "NAME"),
+    ("--eval-max-episode-steps", "eval_max_episode_steps", int, "cap on evaluation episodes",
+     "STEPS"),
+    ("--log-every", "log_every", int, "updates per compiled call and log row (1000)", "STEPS"),
+    ("--checkpoint-every", "checkpoint_every", int, "updates between checkpoints (5000)",
+     "STEPS"),
 ]  # fmt: skip
 
 
@@ -53,9 +55,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
         help="the algorithm to train (default: spar); see the list below",
     )  # fmt: skip
     parser.add_argument(
-        "--dataset", default="default", help="Minari id, folder, D4RL HDF5 file, or 'default'"
+        "--dataset", default="default", metavar="DATASET",
+        help="Minari id, folder, D4RL HDF5 file, or 'default'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--env", dest="env_id", metavar="ENV_ID", help="environment id (default: the dataset's)"
     )
-    parser.add_argument("--env", dest="env_id", help="environment id (default: the dataset's)")
     parser.add_argument(
         "--rescale-actions", action="store_true",
         help="map the dataset's recorded action bounds linearly onto the environment's action "
@@ -66,8 +71,9 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
             "--preset", choices=PRESETS, help="the paper's per-task settings (Table 8)"
         )
     parser.add_argument(
-        "--out", required=True, type=Path, help="output folder (empty, or --resume)"
-    )
+        "--out", required=True, type=Path, metavar="FOLDER",
+        help="output folder (empty, or --resume)",
+    )  # fmt: skip
     parser.add_argument(
         "--budget", choices=tuple(BUDGETS), default=None,
         help="a named budget: 'paper' (the paper's protocol, the default) or 'quick' (the "
@@ -75,31 +81,44 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
     )  # fmt: skip
     for flag, stage in _budget_flags(algo):
         parser.add_argument(
-            flag, type=int, default=None, dest=f"steps_{stage}",
+            flag, type=int, default=None, dest=f"steps_{stage}", metavar="STEPS",
             help=f"updates of {stage} (default: the budget's; 1,000,000 for paper)",
         )  # fmt: skip
-    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..K-1 together (3)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, metavar="K", help="run seeds 0..K-1 together (3)"
+    )
     parser.add_argument(
         "--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
         help="a grid of a float hyperparameter, trained with the seeds in one compile "
         "(repeat for a product grid); NAME is a flag without its dashes, e.g. lambda_g",
     )  # fmt: skip
     parser.add_argument(
-        "--eval-episodes", type=int, default=None, help="episodes per seed and policy (10)"
-    )
+        "--eval-episodes", type=int, default=None, metavar="N",
+        help="episodes per seed and policy (10)",
+    )  # fmt: skip
     parser.add_argument(
-        "--eval-every", type=int, default=None, help="updates between evaluations (0: stage ends)"
-    )
+        "--eval-every", type=int, default=None, metavar="STEPS",
+        help="updates between evaluations (0: stage ends)",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    for flag, field, kind, text in _RUN_OPTIONS:
-        parser.add_argument(flag, type=kind, default=None, help=text, dest=f"run_{field}")
+    for flag, field, kind, text, metavar in _RUN_OPTIONS:
+        parser.add_argument(
+            flag, type=kind, default=None, help=text, dest=f"run_{field}", metavar=metavar
+        )
     dist = parser.add_argument_group("several processes (jax.distributed; seeds split evenly)")
-    dist.add_argument("--coordinator", help="HOST:PORT of process 0, the same for every process")
-    dist.add_argument("--num-processes", type=int, default=1, help="processes in the run (1)")
-    dist.add_argument("--process-id", type=int, default=0, help="this process's index (0)")
     dist.add_argument(
-        "--coordinator-timeout", type=int, default=300,
+        "--coordinator", metavar="HOST:PORT",
+        help="the address of process 0, the same for every process",
+    )  # fmt: skip
+    dist.add_argument(
+        "--num-processes", type=int, default=1, metavar="N", help="processes in the run (1)"
+    )
+    dist.add_argument(
+        "--process-id", type=int, default=0, metavar="I", help="this process's index (0)"
+    )
+    dist.add_argument(
+        "--coordinator-timeout", type=int, default=300, metavar="SECONDS",
         help="seconds for every process to join before the run is refused (300)",
     )  # fmt: skip
     entry = ALGORITHMS[algo]
@@ -174,7 +193,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     algo = args.algo
     run = {
         field: getattr(args, f"run_{field}")
-        for _, field, _, _ in _RUN_OPTIONS
+        for _, field, *_ in _RUN_OPTIONS
         if getattr(args, f"run_{field}") is not None
     }
     schedule = {k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run}
@@ -236,8 +255,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run_dir", metavar="RUN", type=Path, help="folder of a finished `spar-eqx train` run"
     )
-    parser.add_argument("--episodes", type=int, default=None, help="episodes per seed")
-    parser.add_argument("--seed", type=int, default=10_000, help="first evaluation env seed")
+    parser.add_argument("--episodes", type=int, default=None, metavar="N", help="episodes per seed")
+    parser.add_argument(
+        "--seed", type=int, default=10_000, metavar="N", help="first evaluation env seed"
+    )
     parser.add_argument(
         "--gate", action="append", default=[], metavar="NAME=VALUE",
         help="evaluate a SPAR run with one of its value gate's settings changed, without "
