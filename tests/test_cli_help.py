@@ -18,7 +18,7 @@ try:
     main(sys.argv[1:])
 except SystemExit as exit:
     code = exit.code
-heavy = sorted(m for m in ("jax", "equinox", "gymnasium", "minari", "matplotlib") if m in sys.modules)
+heavy = [m for m in ("jax", "equinox", "gymnasium", "minari", "matplotlib") if m in sys.modules]
 print("HEAVY", heavy, "CODE", code)
 """
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._acting import ActingPolicy as ActingPolicy, DeployedPolicy as DeployedPolicy
+    from ._budgets import BUDGETS as BUDGETS, Budget as Budget
     from ._config import (
         AnchorConfig as AnchorConfig,
         GateConfig as GateConfig,

@@ -74,10 +74,13 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
         "--out", required=True, type=Path, metavar="FOLDER",
         help="output folder (empty, or --resume)",
     )  # fmt: skip
+    flags = set(flag_table(algo))
     parser.add_argument(
         "--budget", choices=tuple(BUDGETS), default=None,
-        help="a named budget: 'paper' (the paper's protocol, the default) or 'quick' (the "
-        "README's main job: minutes on a CPU); explicit flags override it",
+        help="a named budget (explicit flags override what it sets): "
+        + "; ".join(f"{b.name}: {b.summary(algo, flags)}" for b in BUDGETS.values())
+        + ". 'paper' is the paper's protocol and the default (hours to days on a CPU); "
+        "'quick' is the README's main job (minutes on a CPU)",
     )  # fmt: skip
     for flag, stage in _budget_flags(algo):
         parser.add_argument(

@@ -168,6 +168,29 @@ class RunConfig:
             top["hyperparameters"] = replace(self.hyperparameters, hyper)
         return dataclasses.replace(self, **top)
 
+    def with_budget(self, name: str) -> "RunConfig":
+        """A copy trained on the named budget `name` (`spar_eqx.BUDGETS`), as
+        `spar-eqx train --budget name` is.
+
+        `"paper"` is the paper's protocol (1M updates per stage, every default as published);
+        `"quick"` the README's main job (20k updates per stage and smaller networks: minutes
+        on a CPU; its `changes` say what departs from the paper and why). The budget sets the
+        steps of every stage, some run fields (seeds, evaluation) and some hyperparameters;
+        everything else is kept, and a later `with_overrides` overrides it.
+
+        **Arguments:** `name`, a key of `BUDGETS`.
+
+        **Returns:** the new `RunConfig`; a `ValueError` names the budgets for another `name`.
+        """
+        from ._budgets import budget_overrides
+
+        table = flag_table(self.algo)
+        budget = budget_overrides(name, self.algo, set(table), len(self.algorithm.stages))
+        overrides = {k: v for k, v in budget.items() if k != "flags"}
+        for flag, value in budget["flags"].items():
+            overrides.update({h.path: value for h in table[flag]})
+        return self.with_overrides(overrides)
+
     def with_preset(self, name: str) -> "RunConfig":
         """A copy with Table 8's settings for task `name` (SPAR only)."""
         if self.algo != "spar":

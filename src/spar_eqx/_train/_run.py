@@ -29,6 +29,7 @@ from .._run_config import RunConfig
 from ._checkpoint import save_checkpoint
 from ._chunk import gather_runs, init_states, run_chunk, shard_runs, stack
 from ._data import prepare
+from ._estimate import LONG_RUN_SECONDS, FirstChunkEstimate
 from ._evaluate import RunEvaluation
 from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
@@ -85,6 +86,8 @@ class Trainer(RunEvaluation, RunCheckpoints):
         # What the first stage decided for the later ones (`Algorithm.resolve`), once known.
         self.hyperparameters = config.hyperparameters
         self.resolution: dict[str, Any] | None = None
+        # A run longer than this on a CPU says how long after its first timed chunk.
+        self.long_run_seconds = LONG_RUN_SECONDS
 
     # ---- data
 
@@ -259,6 +262,8 @@ class Trainer(RunEvaluation, RunCheckpoints):
         c = self.config
         stage_names = self.algorithm.stages
         learners = self._sharded_learners()
+        total = sum(c.steps)
+        estimate = FirstChunkEstimate(total, jax.default_backend(), self.long_run_seconds)
         i = start - 1
         while (i := i + 1) < len(self.steps):  # a resolution adds the later stages' steps
             stage, _, phase = self.steps[i]
@@ -288,6 +293,9 @@ class Trainer(RunEvaluation, RunCheckpoints):
                     self._save(LATEST, i, step, states, log)
                 bar.update(size)
                 bar.set_postfix(log.postfix(), refresh=False)
+                message = estimate.tick(size, total - offset - step)
+                if message:
+                    bar.write(message, file=sys.stderr)
                 if stop:
                     raise KeyboardInterrupt
             last_of_stage = i + 1 == len(self.steps) or self.steps[i + 1].stage != stage
