@@ -8,13 +8,22 @@ from ._errors import TrainingError, UserError
 
 
 def _algo_of(argv: list[str]) -> str:
-    """The `--algo` of a `train` command line (default `spar`), read before the full parse."""
+    """The `--algo` of a `train` command line (default: `spar`, or the algo of its
+    `--config` file), read before the full parse. An unreadable file is reported later."""
     if not argv or argv[0] != "train":
         return "spar"
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algo", default="spar")
+    pre.add_argument("--algo")
+    pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv[1:])
-    return known.algo
+    if known.algo is None and known.config is not None:
+        from ._run_config import RunConfig
+
+        try:
+            return RunConfig.from_file(known.config).algo
+        except ValueError:
+            return "spar"
+    return known.algo or "spar"
 
 
 # Every command and its one-line help, for the full parser and for the light one that answers

@@ -51,18 +51,23 @@ def _budget_flags(algo: str) -> list[tuple[str, str]]:
 def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> None:
     """The `train` options: common ones, then `algo`'s budgets and hyperparameters."""
     parser.add_argument(
-        "--algo", default="spar", choices=tuple(ALGORITHMS),
-        help="the algorithm to train (default: spar); see the list below",
+        "--config", type=Path, default=None, metavar="FILE",
+        help="start from a run's config.json or a TOML file of the same settings; the "
+        "options given here override it",
     )  # fmt: skip
     parser.add_argument(
-        "--dataset", default="default", metavar="DATASET",
+        "--algo", default=None, choices=tuple(ALGORITHMS),
+        help="the algorithm to train (default: spar, or --config's); see the list below",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dataset", default=None, metavar="DATASET",
         help="Minari id, folder, D4RL HDF5 file, or 'default'",
     )  # fmt: skip
     parser.add_argument(
         "--env", dest="env_id", metavar="ENV_ID", help="environment id (default: the dataset's)"
     )
     parser.add_argument(
-        "--rescale-actions", action="store_true",
+        "--rescale-actions", action="store_true", default=None,
         help="map the dataset's recorded action bounds linearly onto the environment's action "
         "space when they differ (otherwise such a dataset is refused)",
     )  # fmt: skip
@@ -192,32 +197,54 @@ def _parse_sweep(items: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Defaults, then the preset, then every flag given explicitly."""
-    algo = args.algo
+    """Defaults (or the `--config` file), then the budget, then the preset, then every flag
+    given explicitly.
+
+    Without `--config` the budget is `paper` unless `--budget` names another; with it, the
+    file's settings stand unless `--budget` is given too.
+    """
+    base = None
+    if getattr(args, "config", None) is not None:
+        try:
+            base = RunConfig.from_file(args.config)
+        except ValueError as error:
+            raise UserError(f"--config {error}") from None
+        if args.algo is not None and args.algo != base.algo:
+            raise UserError(
+                f"--config {args.config} trains --algo {base.algo}, not {args.algo}; leave "
+                "--algo out to train what the file says, or edit its algo."
+            )
+    algo = base.algo if base is not None else (args.algo or "spar")
+    start = base if base is not None else RunConfig(algo=algo)
     run = {
         field: getattr(args, f"run_{field}")
         for _, field, *_ in _RUN_OPTIONS
         if getattr(args, f"run_{field}") is not None
     }
-    schedule = {k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run}
     stages = ALGORITHMS[algo].stages
     table = flag_table(algo)
-    budget = budget_overrides(args.budget or "paper", algo, set(table), len(stages))
+    budget_name = args.budget or (None if base is not None else "paper")
+    budget = (
+        budget_overrides(budget_name, algo, set(table), len(stages))
+        if budget_name
+        else {"steps": start.steps, "flags": {}}
+    )
     given_steps = [getattr(args, f"steps_{stage}") for stage in stages]
     explicit = {
         "seeds": args.seeds, "eval_episodes": args.eval_episodes, "eval_every": args.eval_every,
     }  # fmt: skip
-    config = RunConfig(
-        algo=algo,
+    given = {
+        "dataset": args.dataset, "env_id": args.env_id, "rescale_actions": args.rescale_actions,
+    }  # fmt: skip
+    config = dataclasses.replace(
+        start,
         steps=tuple(
             s if s is not None else b for s, b in zip(given_steps, budget["steps"], strict=True)
         ),
-        dataset=args.dataset,
-        env_id=args.env_id,
-        rescale_actions=args.rescale_actions,
+        **{k: v for k, v in given.items() if v is not None},
         **{k: budget[k] for k in explicit if k in budget}
         | {k: v for k, v in explicit.items() if v is not None},
-        **schedule,
+        **{k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run},
     )
     overrides = {}
     for flag, value in budget["flags"].items():
@@ -230,7 +257,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         # The preset needs the critic bootstrap the flags ask for (its tau goes with it).
         q_target = overrides.get("anchor.q_target", config.hyperparameters.anchor.q_target)
         config = config.with_overrides({"anchor.q_target": q_target}).with_preset(args.preset)
-    return config.with_overrides({**overrides, **run, "sweep": _parse_sweep(args.sweep)})
+    sweep = {"sweep": _parse_sweep(args.sweep)} if args.sweep or base is None else {}
+    return config.with_overrides({**overrides, **run, **sweep})
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -2,7 +2,11 @@
 
 import dataclasses
 import itertools
+import json
 import math
+import os
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from ._hyper import Hyperparameter, from_dict, hyperparameters, replace, to_dict
@@ -157,6 +161,50 @@ class RunConfig:
             return cls(**data)
         except (TypeError, KeyError, AttributeError) as error:
             raise ValueError(f"not a valid run configuration ({error}).") from error
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "RunConfig":
+        """A run configuration written down: a run's own `config.json`, or a TOML file with
+        the same keys (`spar-eqx train --config FILE`).
+
+        Keys left out take their defaults (`steps`: the algorithm's 1M per stage), so a TOML
+        file may hold only what it changes:
+
+        ```toml
+        algo = "iql"
+        steps = [30000]
+        seeds = 2
+
+        [hyperparameters]
+        expectile = 0.8
+        ```
+
+        **Arguments:** `path`, a `.json` or `.toml` file.
+
+        **Returns:** the `RunConfig`. A `ValueError` names the file and what is wrong in it
+        (unreadable, not a mapping, an unknown key or a refused value).
+        """
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ValueError(f"cannot read {path} ({error.strerror or error}).") from None
+        try:
+            if path.suffix.lower() == ".toml":
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except ValueError as error:  # json and tomllib both raise ValueError subclasses
+            kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+            raise ValueError(f"{path} is not valid {kind} ({error}).") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} does not hold a mapping of run settings.")
+        data = dict(data)
+        try:
+            data.setdefault("steps", list(cls(algo=data.get("algo", "spar")).steps))
+            return cls.from_dict(data)
+        except ValueError as error:
+            raise ValueError(f"{path}: {str(error).rstrip('.')}.") from None
 
     def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
         """A copy with `overrides` applied: run fields by name, hyperparameters by path
