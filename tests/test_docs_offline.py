@@ -45,3 +45,19 @@ def test_math_becomes_mathml():
         hook.on_page_content(
             '<span class="arithmatex">\\(\\notacommand x\\)</span>', Page, None, None
         )
+
+
+def test_a_configs_hand_written_field_list_gives_way_to_the_generated_table():
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location(
+        "hyper_tables_hook", ROOT / "docs/_hooks/hyper_tables.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (
+        "Stage I.\n\nWhy it is so.\n\n**Fields** (flag, default):\n\n- `a` (`--a`, 1)\n"
+        "- `b`, `c` (`--b` 2,\n  `--c` 3)\n\nAfter the list."
+    )
+    assert module.without_fields(text) == "Stage I.\n\nWhy it is so.\n\nAfter the list."
+    one = "Whole.\n\n**Fields:** `anchor` (`AnchorConfig`), `gate`\n(`GateConfig`)."
+    assert module.without_fields(one) == "Whole."

@@ -95,6 +95,7 @@ if TYPE_CHECKING:
         polyak as polyak,
     )
     from ._run_config import RunConfig as RunConfig, sweep_names as sweep_names
+    from ._sampling import sample_batch as sample_batch, training_data as training_data
     from ._scores import (
         ReferenceScores as ReferenceScores,
         normalized_score as normalized_score,
