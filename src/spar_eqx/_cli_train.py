@@ -61,7 +61,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
     )  # fmt: skip
     parser.add_argument(
         "--dataset", default=None, metavar="DATASET",
-        help="Minari id, folder, D4RL HDF5 file, or 'default'",
+        help="Minari id, folder, D4RL HDF5 file, or 'default' (the embedded dataset, the default)",
     )  # fmt: skip
     parser.add_argument(
         "--env", dest="env_id", metavar="ENV_ID", help="environment id (default: the dataset's)"
