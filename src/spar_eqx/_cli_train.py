@@ -110,6 +110,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
     )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--logger", action="append", default=[], choices=("tensorboard", "wandb"),
+        help="also log every metrics.csv row to TensorBoard (RUN/tensorboard, needs "
+        "spar_eqx[tensorboard]) or an offline Weights & Biases run (RUN/wandb, needs "
+        "spar_eqx[wandb]); repeat for both",
+    )  # fmt: skip
     for flag, field, kind, text, metavar in _RUN_OPTIONS:
         parser.add_argument(
             flag, type=kind, default=None, help=text, dest=f"run_{field}", metavar=metavar
@@ -275,6 +281,7 @@ def run_train(args: argparse.Namespace) -> int:
             num_processes=args.num_processes,
             process_id=args.process_id,
             coordinator_timeout=args.coordinator_timeout,
+            loggers=tuple(dict.fromkeys(args.logger)),
         )
     except ValueError as error:  # bad options, datasets and folders: DatasetError included
         raise UserError(str(error)) from error

@@ -33,6 +33,7 @@ from ._estimate import LONG_RUN_SECONDS, FirstChunkEstimate
 from ._evaluate import RunEvaluation
 from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
+from ._loggers import RunLoggers
 from ._memory import available_bytes, memory_shortfall, tree_bytes
 from ._results import gather
 from ._resume import LATEST, RunCheckpoints
@@ -63,6 +64,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         progress: bool = True,
         process_index: int = 0,
         process_count: int = 1,
+        loggers: tuple[str, ...] = (),
     ):
         if config.seeds % process_count:
             raise ValueError(
@@ -88,6 +90,8 @@ class Trainer(RunEvaluation, RunCheckpoints):
         self.resolution: dict[str, Any] | None = None
         # A run longer than this on a CPU says how long after its first timed chunk.
         self.long_run_seconds = LONG_RUN_SECONDS
+        self.loggers = tuple(loggers)  # beside metrics.csv: "tensorboard", "wandb"
+        self._run_loggers: RunLoggers | None = None
 
     # ---- data
 
@@ -242,20 +246,32 @@ class Trainer(RunEvaluation, RunCheckpoints):
         total = sum(self.config.steps)  # every stage, including any not built yet
         bar = progress_bar(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
+        if self.loggers:  # a resumed run's earlier rows are in its loggers' files already
+            self._run_loggers = RunLoggers(self.loggers, self.out, self.config.to_dict(), log)
         try:
             with stop_at_chunk_boundary() as stop_requested:
                 states = self._loop(start, step, states, log, bar, stop_requested)
+            stages = len(self.algorithm.stages)
+            save_checkpoint(
+                self.ckpt_dir / f"stage{stages}.eqx",
+                self._header(phase=len(self.steps) - 1),
+                states,
+            )
+            record, evaluated = self.final_record(states)
+            self._log_evaluations(log, "final", total, evaluated)
+            self._forward(log)
         finally:
             bar.close()
-        stages = len(self.algorithm.stages)
-        save_checkpoint(
-            self.ckpt_dir / f"stage{stages}.eqx", self._header(phase=len(self.steps) - 1), states
-        )
-        record, evaluated = self.final_record(states)
-        self._log_evaluations(log, "final", total, evaluated)
+            if self._run_loggers is not None:
+                self._run_loggers.close()
         results = self.results_header(time.perf_counter() - started) | record
         log.write(self.out, results)
         return results
+
+    def _forward(self, log: RunLog) -> None:
+        """Hand the log's new rows to the optional loggers (`--logger`)."""
+        if self._run_loggers is not None:
+            self._run_loggers.update(log)
 
     def _loop(self, start: int, step: int, states, log: RunLog, bar, stop_requested):
         """Every phase from phase `start`, update `step`, on; returns the final states."""
@@ -293,6 +309,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
                     self._save(LATEST, i, step, states, log)
                 bar.update(size)
                 bar.set_postfix(log.postfix(), refresh=False)
+                self._forward(log)
                 message = estimate.tick(size, total - offset - step)
                 if message:
                     bar.write(message, file=sys.stderr)
