@@ -191,3 +191,20 @@ def test_the_control_loop_of_the_docs_runs_as_written(runs, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "docs/deploy.md", "exec"), {})
     assert capsys.readouterr().out.startswith("return ")
+
+
+@pytest.mark.slow
+def test_a_grid_points_policy_exports(tmp_path, hopper_file):
+    out = tmp_path / "grid"
+    argv = ["train", "--dataset", str(hopper_file), "--out", str(out), *COMMON, *RUNS["mlp"]]
+    assert main([*argv, "--sweep", "lambda_g=0.1,0.7"]) == 0
+    file = tmp_path / "point1.eqx"
+    header = export_policy(out, file, seed=1, point=1)
+    assert header["params"] == {"lambda_g": 0.7} and header["point"] == 1
+    from_file = load_policy(file)
+    _same_actions(from_file, load_policy(out, seed=1, point=1), jr.key(0))
+    obs = _observations(1)[0]
+    other = load_policy(out, seed=1, point=0).act(obs, jr.key(0))
+    assert not np.array_equal(np.asarray(other), np.asarray(from_file.act(obs, jr.key(0))))
+    with pytest.raises(ValueError, match="grid point 2 is not one of this run's 2"):
+        load_policy(out, point=2)
