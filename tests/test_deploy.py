@@ -208,3 +208,27 @@ def test_a_grid_points_policy_exports(tmp_path, hopper_file):
     assert not np.array_equal(np.asarray(other), np.asarray(from_file.act(obs, jr.key(0))))
     with pytest.raises(ValueError, match="grid point 2 is not one of this run's 2"):
         load_policy(out, point=2)
+
+
+def test_evaluate_takes_a_policy_file(runs, tmp_path, capsys):
+    file = tmp_path / "policy.eqx"
+    export_policy(runs("proj"), file, seed=1)
+    target = tmp_path / "eval.json"
+    argv = ["evaluate", str(file), "--episodes", "2", "--seed", "3", "--json", str(target)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "policy 'spar' (seed 1) on Hopper-v5, 2 episodes" in out and "mean score" in out
+    record = json.loads(target.read_text())
+    assert len(record["returns"]) == 2 and len(record["scores"]) == 2
+    # The same episodes as spar_eqx.evaluate of the run's own policy.
+    result = spar_eqx.evaluate(
+        load_policy(runs("proj"), seed=1), "Hopper-v5", 2, 3, max_episode_steps=5
+    )
+    np.testing.assert_array_equal(record["returns"], result.returns)
+    damaged = tmp_path / "damaged.eqx"
+    damaged.write_bytes(file.read_bytes()[:-7])
+    assert main(["evaluate", str(damaged)]) == 2
+    assert main(["evaluate", str(file), "--gate", "eta_rel=0"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and "--gate re-evaluates a run folder" in err
+    assert "Traceback" not in err and err.count("\n") == 2

@@ -291,7 +291,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "run_dir", metavar="RUN", type=Path, help="folder of a finished `spar-eqx train` run"
+        "run_dir",
+        metavar="RUN",
+        type=Path,
+        help="folder of a finished `spar-eqx train` run, or a policy file (`spar-eqx export`)",
     )
     parser.add_argument("--episodes", type=int, default=None, metavar="N", help="episodes per seed")
     parser.add_argument(
@@ -367,6 +370,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"seed's episodes count up from it), got {args.seed}."
         )
     settings = parse_gate(args.gate)
+    if args.run_dir.is_file():
+        return _evaluate_policy_file(args, settings)
     target = args.json or args.run_dir / "evaluation.json"
     if target.is_dir():
         where = f"--json {target}" if args.json else str(target)
@@ -408,6 +413,62 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(
             f"could not write {target} ({error.strerror}); the results are printed above."
         ) from None
+    return 0
+
+
+def _evaluate_policy_file(args: argparse.Namespace, settings: dict) -> int:
+    """`spar-eqx evaluate FILE` for a policy file (`spar-eqx export`): its episodes in the
+    environment it was trained for, printed, and written to `--json` when given."""
+    from ._deploy import load_policy, policy_header
+    from ._evaluation import evaluate
+    from ._train._checkpoint import atomic_write
+
+    if settings:
+        raise UserError(
+            "--gate re-evaluates a run folder under other gate settings; a policy file holds "
+            "its gate fixed. Give the run folder instead."
+        )
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        raise UserError(f"--json {args.json}: give the path of a file in an existing folder.")
+    try:
+        header = policy_header(args.run_dir)
+    except ValueError as error:  # PolicyFileError
+        if "not a spar_eqx policy file" not in str(error):
+            raise UserError(str(error)) from None  # a damaged policy file, named as such
+        raise UserError(
+            f"{args.run_dir} is not a folder, nor a policy file; give the --out folder of a "
+            "`spar-eqx train` run, or a file `spar-eqx export` wrote."
+        ) from None
+    try:
+        policy = load_policy(args.run_dir)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    reference = header.get("reference")
+    episodes = args.episodes or 10
+    result = evaluate(
+        policy,
+        header["env_id"],
+        episodes,
+        args.seed,
+        reference=None if reference is None else tuple(reference),
+        max_episode_steps=header["config"].get("eval_max_episode_steps"),
+    )
+    score = "" if result.scores is None else f", mean score {result.mean_score:.1f}"
+    print(
+        f"{args.run_dir}: {header['label']} policy {header['policy']!r} (seed "
+        f"{header['seed']}) on {header['env_id']}, {episodes} episodes from env seed "
+        f"{args.seed}: mean return {result.mean_return:.1f}{score}"
+    )
+    if args.json is not None:
+        record = {
+            "policy_file": str(args.run_dir),
+            "env_id": header["env_id"],
+            "seed": args.seed,
+            "episodes": episodes,
+            "returns": result.returns.tolist(),
+            "scores": None if result.scores is None else result.scores.tolist(),
+        }
+        atomic_write(args.json, json.dumps(record, indent=2))
     return 0
 
 

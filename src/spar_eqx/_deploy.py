@@ -66,6 +66,7 @@ def _run_policy(run_dir: Path, seed: int, policy: str | None, point: int):
     stacked = trainer.policies(stage, states)
     name = _choose(list(stacked), policy, c.algo)
     chosen = _slice(stacked[name], point * c.seeds + seed)
+    reference = trainer.dataset.reference
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -78,6 +79,8 @@ def _run_policy(run_dir: Path, seed: int, policy: str | None, point: int):
         "label": trainer.algorithm.label(trainer.grid[point][1]),
         "dataset": trainer.dataset.name,
         "env_id": trainer.env_id,
+        # The returns that score 0 and 100 in the run's evaluations (None: raw returns only).
+        "reference": None if reference is None else [float(reference.min), float(reference.max)],
         "obs_dim": trainer.obs_dim,
         "act_dim": trainer.act_dim,
         "config": c.to_dict(),
