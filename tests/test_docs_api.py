@@ -40,7 +40,9 @@ def public_names(package: str) -> set[str]:
         warnings.simplefilter("ignore")
         tree = ast.parse(Path(spec.origin).read_text())
     names: set[str] = set()
-    for node in tree.body:
+    # Names imported lazily are listed under `if TYPE_CHECKING:` (PEP 562 `__getattr__`).
+    lazy = [n for node in tree.body if isinstance(node, ast.If) for n in node.body]
+    for node in [*tree.body, *lazy]:
         if isinstance(node, ast.ImportFrom) and node.level >= 1:
             names |= {alias.asname or alias.name for alias in node.names}
         elif isinstance(node, ast.FunctionDef | ast.ClassDef):

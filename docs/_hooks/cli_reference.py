@@ -20,7 +20,7 @@ PAGE = "cli.md"
 # the flag can be given to --sweep. The table shows both in columns of their own.
 _DEFAULT_SUFFIX = re.compile(r"\s*\(default: [^()]*\)\*?$")
 # Subcommands documented first, in this order; any others follow in the parser's order.
-_ORDER = ("train", "evaluate", "collect", "diagnose")
+_ORDER = ("train", "evaluate", "export", "collect", "diagnose")
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:

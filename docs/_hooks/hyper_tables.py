@@ -47,6 +47,8 @@ class HyperTables(griffe.Extension):
         runtime = _runtime(cls.module.path, cls.name)
         if runtime is None or not is_hyper_config(runtime):
             return
+        if cls.docstring is not None:  # the table replaces the docstring's own field list
+            cls.docstring.value = without_fields(cls.docstring.value)
         _append(cls, "\n\n" + field_table(runtime))
 
     def on_attribute(self, *, attr: griffe.Attribute, **kwargs: Any) -> None:
@@ -71,6 +73,27 @@ def _runtime(module: str, name: str) -> Any:
         return getattr(importlib.import_module(module), name, None)
     except Exception:  # a module that fails to import has no config table to give
         return None
+
+
+def without_fields(text: str) -> str:
+    """`text` without its `**Fields**` paragraph and the list that follows it (a config's
+    docstring lists its fields for `help()`; on the site the generated table does)."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        if not lines[i].startswith("**Fields"):
+            out.append(lines[i])
+            i += 1
+            continue
+        while i < len(lines) and lines[i].strip():  # the paragraph
+            i += 1
+        j = i
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        if j < len(lines) and lines[j].startswith("- "):  # and its list
+            i = j
+            while i < len(lines) and (lines[i].startswith(("- ", " ")) or not lines[i].strip()):
+                i += 1
+    return "\n".join(out).rstrip()
 
 
 def _append(obj: griffe.Object, text: str) -> None:

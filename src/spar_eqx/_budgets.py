@@ -30,6 +30,15 @@ class Budget:
     flags: dict[str, dict[str, Any]]
     changes: tuple[str, ...] = ()
 
+    def summary(self, algo: str, algo_flags: set[str]) -> str:
+        """What this budget sets for `algo` (whose flags are `algo_flags`), as the flags that
+        would set it: `"20,000 updates per stage, --seeds 3, --hidden 128, ..."`."""
+        parts = [f"{self.steps:,} updates per stage"]
+        parts += [f"--{k.replace('_', '-')} {v}" for k, v in self.run.items()]
+        chosen = {**self.flags.get("all", {}), **self.flags.get(algo, {})}
+        parts += [f"{flag} {value:g}" for flag, value in chosen.items() if flag in algo_flags]
+        return ", ".join(parts)
+
 
 BUDGETS: dict[str, Budget] = {
     "paper": Budget(

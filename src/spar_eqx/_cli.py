@@ -1,4 +1,4 @@
-"""The `spar-eqx` command: `train`, `evaluate`, `diagnose` and `collect`."""
+"""The `spar-eqx` command: `train`, `evaluate`, `export`, `diagnose` and `collect`."""
 
 import argparse
 import errno
@@ -8,47 +8,83 @@ from ._errors import TrainingError, UserError
 
 
 def _algo_of(argv: list[str]) -> str:
-    """The `--algo` of a `train` command line (default `spar`), read before the full parse."""
+    """The `--algo` of a `train` command line (default: `spar`, or the algo of its
+    `--config` file), read before the full parse. An unreadable file is reported later."""
     if not argv or argv[0] != "train":
         return "spar"
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algo", default="spar")
+    pre.add_argument("--algo")
+    pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv[1:])
-    return known.algo
+    if known.algo is None and known.config is not None:
+        from ._run_config import RunConfig
+
+        try:
+            return RunConfig.from_file(known.config).algo
+        except ValueError:
+            return "spar"
+    return known.algo or "spar"
+
+
+# Every command and its one-line help, for the full parser and for the light one that answers
+# `spar-eqx`, `--help` and `--version` without importing JAX.
+_COMMANDS = {
+    "train": "train SPAR or a baseline (--algo) and evaluate it",
+    "evaluate": "re-evaluate a finished run",
+    "export": "write one seed's trained policy to a self-contained file",
+    "diagnose": "residual topology of a dataset under its BC anchor: SPAR-MLP or SPAR-PROJ?",
+    "collect": "generate a D4RL-style Minari dataset with an online SAC (D4RL recipe)",
+}
+_DESCRIPTION = "SPAR (Support-Preserving Action Rectification) and offline-RL baselines."
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    return f"spar-eqx {importlib.metadata.version('spar_eqx')}"
+
+
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(prog="spar-eqx", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=_version())
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def _light_parser() -> argparse.ArgumentParser:
+    """The commands and their help lines, without their options (nothing heavy imported)."""
+    parser, sub = _top_parser()
+    for name, text in _COMMANDS.items():
+        sub.add_parser(name, help=text)
+    return parser
 
 
 def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spar-eqx",
-        description="SPAR (Support-Preserving Action Rectification) and offline-RL baselines.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = _top_parser()
 
-    from . import _cli_collect, _cli_diagnose, _cli_train
+    from . import _cli_collect, _cli_diagnose, _cli_export, _cli_train
 
     train = sub.add_parser(
         "train",
-        help="train SPAR or a baseline (--algo) and evaluate it",
+        help=_COMMANDS["train"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_cli_train.algorithms_epilog(),
     )
     _cli_train.add_train_arguments(train, algo)
     train.set_defaults(run=_cli_train.run_train)
 
-    evaluate = sub.add_parser("evaluate", help="re-evaluate a finished run")
+    evaluate = sub.add_parser("evaluate", help=_COMMANDS["evaluate"])
     _cli_train.add_evaluate_arguments(evaluate)
     evaluate.set_defaults(run=_cli_train.run_evaluate)
 
-    diagnose = sub.add_parser(
-        "diagnose",
-        help="residual topology of a dataset under its BC anchor: SPAR-MLP or SPAR-PROJ?",
-    )
+    export = sub.add_parser("export", help=_COMMANDS["export"])
+    _cli_export.add_arguments(export)
+    export.set_defaults(run=_cli_export.run)
+
+    diagnose = sub.add_parser("diagnose", help=_COMMANDS["diagnose"])
     _cli_diagnose.add_arguments(diagnose)
     diagnose.set_defaults(run=_cli_diagnose.run)
 
-    collect = sub.add_parser(
-        "collect", help="generate a D4RL-style Minari dataset with an online SAC (D4RL recipe)"
-    )
+    collect = sub.add_parser("collect", help=_COMMANDS["collect"])
     _cli_collect.add_arguments(collect)
     collect.set_defaults(run=_cli_collect.run_from_args)
     return parser
@@ -58,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one `spar-eqx` command; returns its exit code (0; 2 for a user's mistake; 3 when
     training cannot go on; 130 after Ctrl-C and 143 after SIGTERM, from start-up on)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in _COMMANDS:
+        # No command: `--help`, `--version`, or an error, all answered by the light parser.
+        _light_parser().parse_args(argv)
     from ._train._interrupt import terminate_as_interrupt
 
     command = argv[0] if argv else "spar-eqx"

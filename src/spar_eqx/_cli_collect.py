@@ -18,19 +18,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     **Arguments:** `parser`, the subcommand's `argparse` parser (modified in place).
     """
-    parser.add_argument("--env", required=True, help="gymnasium id, e.g. Hopper-v5")
+    parser.add_argument(
+        "--env", required=True, metavar="ENV_ID", help="gymnasium id, e.g. Hopper-v5"
+    )
     parser.add_argument("--level", required=True, choices=LEVELS, help="which D4RL-style dataset")
     parser.add_argument(
         "--out",
         required=True,
         type=Path,
-        help="datasets root; the dataset goes to OUT/<env>/<level>-v0 (a Minari dataset folder)",
+        metavar="FOLDER",
+        help="datasets root; the dataset goes to FOLDER/<env>/<level>-v0 (a Minari dataset folder)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of everything (default 0)"
+    )
     parser.add_argument(
         "--steps",
         type=int,
         default=DEFAULT_STEPS,
+        metavar="N",
         help=f"transitions recorded per policy (default {DEFAULT_STEPS}; unused by medium-replay)",
     )
     parser.add_argument(
@@ -45,12 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-train-steps",
         type=int,
         default=DEFAULT_MAX_TRAIN_STEPS,
+        metavar="STEPS",
         help=f"give up if the target is not reached after this many env steps "
         f"(default {DEFAULT_MAX_TRAIN_STEPS})",
     )
     parser.add_argument(
-        "--max-episode-steps", type=int, default=None, help="override the env's time limit"
-    )
+        "--max-episode-steps", type=int, default=None, metavar="STEPS",
+        help="override the env's time limit",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

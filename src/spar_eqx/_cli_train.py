@@ -19,10 +19,12 @@ from ._run_config import RunConfig, flag_table, sweep_key, sweep_names
 # Run-level options: (flag, RunConfig field, type, help).
 _RUN_OPTIONS = [
     ("--reward-transform", "reward_transform", str, "'none', 'locomotion' or 'antmaze' "
-     "(default: the algorithm's convention)"),
-    ("--eval-max-episode-steps", "eval_max_episode_steps", int, "cap on evaluation episodes"),
-    ("--log-every", "log_every", int, "updates per compiled call and log row (1000)"),
-    ("--checkpoint-every", "checkpoint_every", int, "updates between checkpoints (5000)"),
+     "(default: the algorithm's convention)", "NAME"),
+    ("--eval-max-episode-steps", "eval_max_episode_steps", int, "cap on evaluation episodes",
+     "STEPS"),
+    ("--log-every", "log_every", int, "updates per compiled call and log row (1000)", "STEPS"),
+    ("--checkpoint-every", "checkpoint_every", int, "updates between checkpoints (5000)",
+     "STEPS"),
 ]  # fmt: skip
 
 
@@ -49,19 +51,26 @@ def _budget_flags(algo: str) -> list[tuple[str, str]]:
 def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> None:
     """The `train` options: common ones, then `algo`'s budgets and hyperparameters."""
     parser.add_argument(
-        "--algo", default="spar", choices=tuple(ALGORITHMS),
-        help="the algorithm to train (default: spar); see the list below",
+        "--config", type=Path, default=None, metavar="FILE",
+        help="start from a run's config.json or a TOML file of the same settings; the "
+        "options given here override it",
     )  # fmt: skip
     parser.add_argument(
-        "--dataset", default="default", help="Minari id, folder, D4RL HDF5 file, or 'default'"
-    )
+        "--algo", default=None, choices=tuple(ALGORITHMS),
+        help="the algorithm to train (default: spar, or --config's); see the list below",
+    )  # fmt: skip
     parser.add_argument(
-        "--env", dest="env_id", metavar="ENV",
+        "--dataset", default=None, metavar="DATASET",
+        help="Minari id, folder, D4RL HDF5 file, ogbench:<single-task dataset>, or 'default' "
+        "(the embedded dataset, the default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--env", dest="env_id", metavar="ENV_ID",
         help="the environment to evaluate in: a gymnasium id (AntMaze_UMaze-v4) or a D4RL "
         "dataset name (antmaze-umaze-diverse-v2, pen-cloned-v1); default: the dataset's",
     )  # fmt: skip
     parser.add_argument(
-        "--rescale-actions", action="store_true",
+        "--rescale-actions", action="store_true", default=None,
         help="map the dataset's recorded action bounds linearly onto the environment's action "
         "space when they differ (otherwise such a dataset is refused)",
     )  # fmt: skip
@@ -71,40 +80,63 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
         f"the task's domain where its paper gives them ({', '.join(PRESETS)})",
     )  # fmt: skip
     parser.add_argument(
-        "--out", required=True, type=Path, help="output folder (empty, or --resume)"
-    )
+        "--out", required=True, type=Path, metavar="FOLDER",
+        help="output folder (empty, or --resume)",
+    )  # fmt: skip
+    flags = set(flag_table(algo))
     parser.add_argument(
         "--budget", choices=tuple(BUDGETS), default=None,
-        help="a named budget: 'paper' (the paper's protocol, the default) or 'quick' (the "
-        "README's main job: minutes on a CPU); explicit flags override it",
+        help="a named budget (explicit flags override what it sets): "
+        + "; ".join(f"{b.name}: {b.summary(algo, flags)}" for b in BUDGETS.values())
+        + ". 'paper' is the paper's protocol and the default (hours to days on a CPU); "
+        "'quick' is the README's main job (minutes on a CPU)",
     )  # fmt: skip
     for flag, stage in _budget_flags(algo):
         parser.add_argument(
-            flag, type=int, default=None, dest=f"steps_{stage}",
+            flag, type=int, default=None, dest=f"steps_{stage}", metavar="STEPS",
             help=f"updates of {stage} (default: the budget's; 1,000,000 for paper)",
         )  # fmt: skip
-    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..K-1 together (3)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, metavar="K", help="run seeds 0..K-1 together (3)"
+    )
     parser.add_argument(
         "--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
         help="a grid of a float hyperparameter, trained with the seeds in one compile "
         "(repeat for a product grid); NAME is a flag without its dashes, e.g. lambda_g",
     )  # fmt: skip
     parser.add_argument(
-        "--eval-episodes", type=int, default=None, help="episodes per seed and policy (10)"
-    )
+        "--eval-episodes", type=int, default=None, metavar="N",
+        help="episodes per seed and policy (10)",
+    )  # fmt: skip
     parser.add_argument(
-        "--eval-every", type=int, default=None, help="updates between evaluations (0: stage ends)"
-    )
+        "--eval-every", type=int, default=None, metavar="STEPS",
+        help="updates between evaluations (0: stage ends)",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    for flag, field, kind, text in _RUN_OPTIONS:
-        parser.add_argument(flag, type=kind, default=None, help=text, dest=f"run_{field}")
+    parser.add_argument(
+        "--logger", action="append", default=[], choices=("tensorboard", "wandb"),
+        help="also log every metrics.csv row to TensorBoard (RUN/tensorboard, needs "
+        "spar_eqx[tensorboard]) or an offline Weights & Biases run (RUN/wandb, needs "
+        "spar_eqx[wandb]); repeat for both",
+    )  # fmt: skip
+    for flag, field, kind, text, metavar in _RUN_OPTIONS:
+        parser.add_argument(
+            flag, type=kind, default=None, help=text, dest=f"run_{field}", metavar=metavar
+        )
     dist = parser.add_argument_group("several processes (jax.distributed; seeds split evenly)")
-    dist.add_argument("--coordinator", help="HOST:PORT of process 0, the same for every process")
-    dist.add_argument("--num-processes", type=int, default=1, help="processes in the run (1)")
-    dist.add_argument("--process-id", type=int, default=0, help="this process's index (0)")
     dist.add_argument(
-        "--coordinator-timeout", type=int, default=300,
+        "--coordinator", metavar="HOST:PORT",
+        help="the address of process 0, the same for every process",
+    )  # fmt: skip
+    dist.add_argument(
+        "--num-processes", type=int, default=1, metavar="N", help="processes in the run (1)"
+    )
+    dist.add_argument(
+        "--process-id", type=int, default=0, metavar="I", help="this process's index (0)"
+    )
+    dist.add_argument(
+        "--coordinator-timeout", type=int, default=300, metavar="SECONDS",
         help="seconds for every process to join before the run is refused (300)",
     )  # fmt: skip
     entry = ALGORITHMS[algo]
@@ -175,32 +207,54 @@ def _parse_sweep(items: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Defaults, then the preset, then every flag given explicitly."""
-    algo = args.algo
+    """Defaults (or the `--config` file), then the budget, then the preset, then every flag
+    given explicitly.
+
+    Without `--config` the budget is `paper` unless `--budget` names another; with it, the
+    file's settings stand unless `--budget` is given too.
+    """
+    base = None
+    if getattr(args, "config", None) is not None:
+        try:
+            base = RunConfig.from_file(args.config)
+        except ValueError as error:
+            raise UserError(f"--config {error}") from None
+        if args.algo is not None and args.algo != base.algo:
+            raise UserError(
+                f"--config {args.config} trains --algo {base.algo}, not {args.algo}; leave "
+                "--algo out to train what the file says, or edit its algo."
+            )
+    algo = base.algo if base is not None else (args.algo or "spar")
+    start = base if base is not None else RunConfig(algo=algo)
     run = {
         field: getattr(args, f"run_{field}")
-        for _, field, _, _ in _RUN_OPTIONS
+        for _, field, *_ in _RUN_OPTIONS
         if getattr(args, f"run_{field}") is not None
     }
-    schedule = {k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run}
     stages = ALGORITHMS[algo].stages
     table = flag_table(algo)
-    budget = budget_overrides(args.budget or "paper", algo, set(table), len(stages))
+    budget_name = args.budget or (None if base is not None else "paper")
+    budget = (
+        budget_overrides(budget_name, algo, set(table), len(stages))
+        if budget_name
+        else {"steps": start.steps, "flags": {}}
+    )
     given_steps = [getattr(args, f"steps_{stage}") for stage in stages]
     explicit = {
         "seeds": args.seeds, "eval_episodes": args.eval_episodes, "eval_every": args.eval_every,
     }  # fmt: skip
-    config = RunConfig(
-        algo=algo,
+    given = {
+        "dataset": args.dataset, "env_id": args.env_id, "rescale_actions": args.rescale_actions,
+    }  # fmt: skip
+    config = dataclasses.replace(
+        start,
         steps=tuple(
             s if s is not None else b for s, b in zip(given_steps, budget["steps"], strict=True)
         ),
-        dataset=args.dataset,
-        env_id=args.env_id,
-        rescale_actions=args.rescale_actions,
+        **{k: v for k, v in given.items() if v is not None},
         **{k: budget[k] for k in explicit if k in budget}
         | {k: v for k, v in explicit.items() if v is not None},
-        **schedule,
+        **{k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run},
     )
     overrides = {}
     for flag, value in budget["flags"].items():
@@ -215,7 +269,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         config = config.with_overrides({"anchor.q_target": q_target}).with_preset(args.preset)
     elif args.preset:
         config = config.with_preset(args.preset)
-    return config.with_overrides({**overrides, **run, "sweep": _parse_sweep(args.sweep)})
+    sweep = {"sweep": _parse_sweep(args.sweep)} if args.sweep or base is None else {}
+    return config.with_overrides({**overrides, **run, **sweep})
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -232,6 +287,7 @@ def run_train(args: argparse.Namespace) -> int:
             num_processes=args.num_processes,
             process_id=args.process_id,
             coordinator_timeout=args.coordinator_timeout,
+            loggers=tuple(dict.fromkeys(args.logger)),
         )
     except ValueError as error:  # bad options, datasets and folders: DatasetError included
         raise UserError(str(error)) from error
@@ -241,10 +297,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "run_dir", metavar="RUN", type=Path, help="folder of a finished `spar-eqx train` run"
+        "run_dir",
+        metavar="RUN",
+        type=Path,
+        help="folder of a finished `spar-eqx train` run, or a policy file (`spar-eqx export`)",
     )
-    parser.add_argument("--episodes", type=int, default=None, help="episodes per seed")
-    parser.add_argument("--seed", type=int, default=10_000, help="first evaluation env seed")
+    parser.add_argument("--episodes", type=int, default=None, metavar="N", help="episodes per seed")
+    parser.add_argument(
+        "--seed", type=int, default=10_000, metavar="N", help="first evaluation env seed"
+    )
     parser.add_argument(
         "--gate", action="append", default=[], metavar="NAME=VALUE",
         help="evaluate a SPAR run with one of its value gate's settings changed, without "
@@ -315,6 +376,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"seed's episodes count up from it), got {args.seed}."
         )
     settings = parse_gate(args.gate)
+    if args.run_dir.is_file():
+        return _evaluate_policy_file(args, settings)
     target = args.json or args.run_dir / "evaluation.json"
     if target.is_dir():
         where = f"--json {target}" if args.json else str(target)
@@ -356,6 +419,62 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(
             f"could not write {target} ({error.strerror}); the results are printed above."
         ) from None
+    return 0
+
+
+def _evaluate_policy_file(args: argparse.Namespace, settings: dict) -> int:
+    """`spar-eqx evaluate FILE` for a policy file (`spar-eqx export`): its episodes in the
+    environment it was trained for, printed, and written to `--json` when given."""
+    from ._deploy import load_policy, policy_header
+    from ._evaluation import evaluate
+    from ._train._checkpoint import atomic_write
+
+    if settings:
+        raise UserError(
+            "--gate re-evaluates a run folder under other gate settings; a policy file holds "
+            "its gate fixed. Give the run folder instead."
+        )
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        raise UserError(f"--json {args.json}: give the path of a file in an existing folder.")
+    try:
+        header = policy_header(args.run_dir)
+    except ValueError as error:  # PolicyFileError
+        if "not a spar_eqx policy file" not in str(error):
+            raise UserError(str(error)) from None  # a damaged policy file, named as such
+        raise UserError(
+            f"{args.run_dir} is not a folder, nor a policy file; give the --out folder of a "
+            "`spar-eqx train` run, or a file `spar-eqx export` wrote."
+        ) from None
+    try:
+        policy = load_policy(args.run_dir)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    reference = header.get("reference")
+    episodes = args.episodes or 10
+    result = evaluate(
+        policy,
+        header["env_id"],
+        episodes,
+        args.seed,
+        reference=None if reference is None else tuple(reference),
+        max_episode_steps=header["config"].get("eval_max_episode_steps"),
+    )
+    score = "" if result.scores is None else f", mean score {result.mean_score:.1f}"
+    print(
+        f"{args.run_dir}: {header['label']} policy {header['policy']!r} (seed "
+        f"{header['seed']}) on {header['env_id']}, {episodes} episodes from env seed "
+        f"{args.seed}: mean return {result.mean_return:.1f}{score}"
+    )
+    if args.json is not None:
+        record = {
+            "policy_file": str(args.run_dir),
+            "env_id": header["env_id"],
+            "seed": args.seed,
+            "episodes": episodes,
+            "returns": result.returns.tolist(),
+            "scores": None if result.scores is None else result.scores.tolist(),
+        }
+        atomic_write(args.json, json.dumps(record, indent=2))
     return 0
 
 

@@ -26,3 +26,8 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signum, checkpoint)
         self.signum = signum
         self.checkpoint = checkpoint
+
+
+class PolicyFileError(CheckpointError):
+    """A policy file (`spar_eqx.export_policy`) that cannot be loaded: damaged, not a policy
+    file, or written by a spar_eqx whose policies this one cannot rebuild."""

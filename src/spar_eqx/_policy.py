@@ -1,16 +1,15 @@
-"""SPARPolicy: base + residual + gate composed into one jitted `act`; `DeployedPolicy`, the
-same `act` compiled ahead of time for a control loop."""
+"""SPARPolicy: base + residual + gate composed into one jitted `act`; `NoGatePolicy` and
+`BasePolicy`, its ablations and every baseline's policy (all `ActingPolicy`s)."""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
+from ._acting import ActingPolicy
 from ._config import GateConfig
 from ._ensemble import CriticEnsemble
 from ._gate import gate
-from ._module_jit import module_jit
 from ._networks import DeterministicPolicy, TanhGaussianPolicy
 from ._residual import LatentPolicy, ResidualCVAE, ResidualMLP
 from .data._normalize import ObservationNormalizer
@@ -36,7 +35,7 @@ class PLASResidual(eqx.Module):
         return self.cvae.decode(obs, base_action, self.latent_policy(obs, base_action))
 
 
-class SPARPolicy(eqx.Module):
+class SPARPolicy(ActingPolicy):
     """The deployed SPAR policy: `a = a_base + G(residual)` (Section 3.3).
 
     Takes raw observations (it owns its `ObservationNormalizer`). Candidates:
@@ -127,60 +126,7 @@ class SPARPolicy(eqx.Module):
         decision = gate(base, candidates, q[0], q[1:], c.eta_abs, c.eta_rel, c.eps)
         return decision.action, decision.accepted
 
-    def act(
-        self, observation: Float[ArrayLike, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True
-    ) -> Float[Array, " act_dim"]:
-        """The action for one raw observation (jitted; a NumPy observation is cast as JAX
-        casts jit arguments).
-
-        The policy's PyTree is partitioned into arrays and the rest on its first call and
-        remembered (`module_jit`), so a call costs the compiled computation and JAX's dispatch,
-        as `compile`'s does; it compiles again for a new observation shape or dtype, where a
-        `DeployedPolicy` refuses one.
-
-        **Arguments:** as `act_with_info`.
-
-        **Returns:** `act_with_info(observation, key, use_gate)[0]`.
-        """
-        return _act(self, observation, key, use_gate)
-
-    def compile(
-        self,
-        observation: Float[ArrayLike, " obs_dim"],
-        key: PRNGKeyArray | None = None,
-        use_gate: bool = True,
-    ) -> "DeployedPolicy":
-        """`act`, compiled once ahead of time for a control loop (Table 11's deployment).
-
-        The returned `DeployedPolicy` runs one executable, compiled here, for one observation
-        shape and dtype and one key type: nothing is traced or compiled while the loop runs,
-        and an input of another kind raises instead of compiling (about as fast as `act`,
-        which compiles on demand).
-
-        **Arguments:**
-
-        - `observation`: an example raw observation; its shape and dtype are the only ones
-          the compiled `act` accepts (its values are unused).
-        - `key`: an example key, fixing the key type (default: a typed `jax.random.key`; pass
-          a legacy `jax.random.PRNGKey` to act with those).
-        - `use_gate`: as in `act_with_info`, fixed at compile time.
-
-        **Returns:** a `DeployedPolicy` whose `act(observation, key)` equals
-        `self.act(observation, key, use_gate)` bit for bit.
-        """
-        return DeployedPolicy(self, observation, key, use_gate)
-
-    def act_batch(
-        self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray, use_gate: bool = True
-    ) -> tuple[Float[Array, "n act_dim"], Bool[Array, " n"]]:
-        """Actions and gate decisions for a batch of raw observations (jitted, vmapped).
-
-        **Arguments:** `observations`, shape `(n, obs_dim)`; `key`, split into one key per
-        row; `use_gate`, as in `act_with_info`.
-
-        **Returns:** `(actions, accepted)` of shapes `(n, act_dim)` and `(n,)`.
-        """
-        return _act_batch(self, observations, key, use_gate)
+    # `act`, `act_batch` and `compile` come from `ActingPolicy`.
 
     def __call__(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
@@ -217,78 +163,26 @@ class SPARPolicy(eqx.Module):
         return BasePolicy(self.normalizer, self.base)
 
 
-def _act_one(policy: SPARPolicy, observation, key, use_gate: bool):
-    return policy.act_with_info(observation, key, use_gate)[0]
-
-
-def _act_rows(policy: SPARPolicy, observations, key, use_gate: bool):
-    keys = jr.split(key, observations.shape[0])
-    return jax.vmap(policy.act_with_info, in_axes=(0, 0, None))(observations, keys, use_gate)
-
-
-# Functions of the policy, not jitted methods: binding a jitted method builds a wrapper on
-# every call (about 0.03 ms of `act`).
-_act = module_jit(_act_one, static_argnums=(3,))
-_act_batch = module_jit(_act_rows, static_argnums=(3,))
-
-
-class DeployedPolicy:
-    """A `SPARPolicy`'s `act`, compiled ahead of time: the low-latency path for a control loop.
-
-    Built by `SPARPolicy.compile`. The jitted function of `SPARPolicy.act` is lowered and
-    compiled once for the example's observation shape and dtype and key type; each call hands
-    the policy's stored arrays, the observation and the key straight to that executable. After
-    construction nothing is traced or compiled: an observation of another shape or dtype (after
-    JAX's usual float64 -> float32 cast of NumPy input), or another key type, raises a
-    `TypeError` instead of recompiling. It is as fast as `act` after `act`'s first call (see
-    `benchmarks/latency.py`); what it adds is that a control loop can never stall on a compile.
-
-    **Guarantee:** `deployed.act(observation, key)` equals
-    `policy.act(observation, key, use_gate)` bit for bit: the same traced function, compiled by
-    XLA with the same (default) options, on the same arrays (`tests/test_policy.py` checks it
-    for every variant). Like any jitted JAX call it returns before the result is ready
-    (`jax.block_until_ready` or `np.asarray` waits).
-
-    Not a PyTree: to jit, vmap or differentiate through the policy, use `SPARPolicy` itself.
-
-    **Attributes:** `policy`, the `SPARPolicy`; `use_gate`, as passed to `SPARPolicy.compile`.
-    """
-
-    __slots__ = ("policy", "use_gate", "_run")
-
-    def __init__(
-        self,
-        policy: SPARPolicy,
-        observation: Float[ArrayLike, " obs_dim"],
-        key: PRNGKeyArray | None = None,
-        use_gate: bool = True,
-    ):
-        """**Arguments:** as `SPARPolicy.compile`, with the policy first."""
-        if key is None:
-            key = jax.eval_shape(jr.key, 0)
-        self.policy, self.use_gate = policy, use_gate
-        self._run = _act.compile(policy, observation, key, use_gate)
-
-    def act(
-        self, observation: Float[ArrayLike, " obs_dim"], key: PRNGKeyArray
-    ) -> Float[Array, " act_dim"]:
-        """The action for one raw observation: `policy.act(observation, key, use_gate)`.
-
-        **Arguments:** `observation`, of the example's shape and dtype; `key`, of the
-        example's key type (unused by SPAR-MLP and SPAR-PLAS).
-
-        **Returns:** the action, shape `(act_dim,)`.
-        """
-        return self._run(observation, key)
-
-
-class NoGatePolicy(eqx.Module):
+class NoGatePolicy(ActingPolicy):
     """A `SPARPolicy` evaluated without its gate: `a = clip(a_base + delta)` (no eq. 12).
 
     **Fields:** `policy`, the `SPARPolicy`.
     """
 
     policy: SPARPolicy
+
+    def act_with_info(
+        self, observation: Float[Array, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True
+    ) -> tuple[Float[Array, " act_dim"], Bool[Array, ""]]:
+        """One state, never gated: `policy.act_with_info(observation, key, use_gate=False)`.
+
+        **Arguments:** `observation`, one raw observation; `key`, SPAR-PROJ's latent;
+        `use_gate`, ignored (this policy has no gate).
+
+        **Returns:** `(action, True)`: the residual is always used.
+        """
+        del use_gate
+        return self.policy.act_with_info(observation, key, False)
 
     def __call__(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray
@@ -300,7 +194,7 @@ class NoGatePolicy(eqx.Module):
         return self.policy.act_batch(observations, key, False)[0]
 
 
-class BasePolicy(eqx.Module):
+class BasePolicy(ActingPolicy):
     """A base policy behind an observation normaliser, as a `BatchPolicy`.
 
     SPAR's anchor alone (`SPARPolicy.base_only`), and the deployed policy of every baseline.
@@ -311,6 +205,19 @@ class BasePolicy(eqx.Module):
 
     normalizer: ObservationNormalizer
     base: DeterministicPolicy | TanhGaussianPolicy
+
+    def act_with_info(
+        self, observation: Float[Array, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True
+    ) -> tuple[Float[Array, " act_dim"], Bool[Array, ""]]:
+        """One state: `(base(normalizer(observation)), False)`.
+
+        **Arguments:** `observation`, one raw observation; `key` and `use_gate`, unused (a
+        base policy is deterministic and has no gate).
+
+        **Returns:** the action and `accepted = False` (there is no residual to accept).
+        """
+        del key, use_gate
+        return self.base(self.normalizer(observation)), jnp.zeros((), bool)
 
     def __call__(
         self, observations: Float[Array, "n obs_dim"], key: PRNGKeyArray

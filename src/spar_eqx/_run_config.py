@@ -2,7 +2,11 @@
 
 import dataclasses
 import itertools
+import json
 import math
+import os
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from ._hyper import Hyperparameter, from_dict, hyperparameters, replace, to_dict
@@ -165,6 +169,50 @@ class RunConfig:
         except (TypeError, KeyError, AttributeError) as error:
             raise ValueError(f"not a valid run configuration ({error}).") from error
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "RunConfig":
+        """A run configuration written down: a run's own `config.json`, or a TOML file with
+        the same keys (`spar-eqx train --config FILE`).
+
+        Keys left out take their defaults (`steps`: the algorithm's 1M per stage), so a TOML
+        file may hold only what it changes:
+
+        ```toml
+        algo = "iql"
+        steps = [30000]
+        seeds = 2
+
+        [hyperparameters]
+        expectile = 0.8
+        ```
+
+        **Arguments:** `path`, a `.json` or `.toml` file.
+
+        **Returns:** the `RunConfig`. A `ValueError` names the file and what is wrong in it
+        (unreadable, not a mapping, an unknown key or a refused value).
+        """
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise ValueError(f"cannot read {path} ({error.strerror or error}).") from None
+        try:
+            if path.suffix.lower() == ".toml":
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except ValueError as error:  # json and tomllib both raise ValueError subclasses
+            kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+            raise ValueError(f"{path} is not valid {kind} ({error}).") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} does not hold a mapping of run settings.")
+        data = dict(data)
+        try:
+            data.setdefault("steps", list(cls(algo=data.get("algo", "spar")).steps))
+            return cls.from_dict(data)
+        except ValueError as error:
+            raise ValueError(f"{path}: {str(error).rstrip('.')}.") from None
+
     def with_overrides(self, overrides: dict[str, Any]) -> "RunConfig":
         """A copy with `overrides` applied: run fields by name, hyperparameters by path
         (`"residual.lambda_g"`)."""
@@ -174,6 +222,29 @@ class RunConfig:
         if hyper:
             top["hyperparameters"] = replace(self.hyperparameters, hyper)
         return dataclasses.replace(self, **top)
+
+    def with_budget(self, name: str) -> "RunConfig":
+        """A copy trained on the named budget `name` (`spar_eqx.BUDGETS`), as
+        `spar-eqx train --budget name` is.
+
+        `"paper"` is the paper's protocol (1M updates per stage, every default as published);
+        `"quick"` the README's main job (20k updates per stage and smaller networks: minutes
+        on a CPU; its `changes` say what departs from the paper and why). The budget sets the
+        steps of every stage, some run fields (seeds, evaluation) and some hyperparameters;
+        everything else is kept, and a later `with_overrides` overrides it.
+
+        **Arguments:** `name`, a key of `BUDGETS`.
+
+        **Returns:** the new `RunConfig`; a `ValueError` names the budgets for another `name`.
+        """
+        from ._budgets import budget_overrides
+
+        table = flag_table(self.algo)
+        budget = budget_overrides(name, self.algo, set(table), len(self.algorithm.stages))
+        overrides = {k: v for k, v in budget.items() if k != "flags"}
+        for flag, value in budget["flags"].items():
+            overrides.update({h.path: value for h in table[flag]})
+        return self.with_overrides(overrides)
 
     def with_preset(self, name: str) -> "RunConfig":
         """A copy with the settings of task `name` for this algorithm (`preset_overrides`:

@@ -22,6 +22,7 @@ from ._folder import (
     output_folder_problem,
     run_lock,
 )
+from ._loggers import check_loggers
 from ._rendezvous import host_lobby, join_lobby, run_token, split_address
 from ._run import Trainer
 
@@ -36,6 +37,7 @@ def train(
     num_processes: int = 1,
     process_id: int = 0,
     coordinator_timeout: int = 300,
+    loggers: tuple[str, ...] = (),
 ):
     """Train `config.algo` end to end and write `results.json`, `metrics.csv`, a plot and
     checkpoints into `out`.
@@ -59,6 +61,9 @@ def train(
     - `progress`: show a progress bar.
     - `coordinator`, `num_processes`, `process_id`: a multi-process run;
       `coordinator_timeout` seconds for every process to join it before each is refused.
+    - `loggers`: also log every row of `metrics.csv` to `"tensorboard"` (event files in
+      `out/tensorboard/`, needs `tensorboardX`) and/or `"wandb"` (an offline run in
+      `out/wandb/`, needs `wandb`); a logger whose package is missing is refused first.
 
     **Returns:** the results dictionary (every seed's, in every process): per-seed
     `scores` and `returns` under each deployed policy's name and `diagnostics`, or, with a
@@ -78,6 +83,7 @@ def train(
     run_dir = out if num_processes == 1 else out / f"process-{process_id}"
     if num_processes > 1 and not 0 <= process_id < num_processes:
         raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
+    check_loggers(tuple(loggers))
     # A first look at the folder, to refuse a mistake before the data load; every check is
     # made again under the folder's lock (`_train_locked`).
     problem = output_folder_problem(run_dir, resume)
@@ -111,7 +117,12 @@ def train(
                 "--process-id."
             ) from None
     trainer = Trainer(
-        config, run_dir, progress=progress, process_index=process_id, process_count=num_processes
+        config,
+        run_dir,
+        progress=progress,
+        process_index=process_id,
+        process_count=num_processes,
+        loggers=tuple(loggers),
     )
     # Everything that can refuse the run (the dataset, the environment, the learners) is
     # checked before the folder exists, so a refused run leaves nothing that blocks a re-run.

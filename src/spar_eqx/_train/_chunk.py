@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._learner import Learner, TrainingBatch
+from .._sampling import sample_indices
 
 
 def is_step(path, leaf) -> bool:
@@ -101,7 +102,7 @@ def run_chunk(
 
     def draw(key):
         index_key, update_key = jr.split(key)
-        return jr.randint(index_key, (batch_size,), 0, n), update_key
+        return sample_indices(index_key, n, batch_size), update_key
 
     def per_run(learner, state, index, update_key):
         update = learner.phases(stage_steps)[phase].update

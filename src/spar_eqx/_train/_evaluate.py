@@ -32,13 +32,15 @@ class RunEvaluation:
     `reward_transform`, `rescaled_from`).
     """
 
-    def policies(self, stage: int, states, *, periodic: bool = False):
-        """The stage's deployable policies, stacked over runs."""
+    def policies(self, stage: int, states, *, periodic: bool = False, normalizer=None):
+        """The stage's deployable policies, stacked over runs (behind `normalizer`, default:
+        the dataset's)."""
+        normalizer = self.normalizer if normalizer is None else normalizer
 
         def build(learner, state):
             if periodic:
-                return learner.periodic_policies(state, self.normalizer)
-            return learner.policies(state, self.normalizer)
+                return learner.periodic_policies(state, normalizer)
+            return learner.policies(state, normalizer)
 
         # Built under vmap so that the shared normaliser gets the run axis too.
         return eqx.filter_vmap(build, in_axes=(eqx.if_array(0), run_axes(states)))(

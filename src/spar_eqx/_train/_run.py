@@ -29,10 +29,12 @@ from .._run_config import RunConfig
 from ._checkpoint import save_checkpoint
 from ._chunk import gather_runs, init_states, run_chunk, shard_runs, stack
 from ._data import prepare
+from ._estimate import LONG_RUN_SECONDS, FirstChunkEstimate
 from ._evaluate import RunEvaluation
 from ._fingerprint import dataset_fingerprint
 from ._interrupt import progress_bar, stop_at_chunk_boundary
 from ._log import RunLog
+from ._loggers import RunLoggers
 from ._memory import available_bytes, memory_shortfall, tree_bytes
 from ._results import gather
 from ._resume import LATEST, RunCheckpoints
@@ -63,6 +65,7 @@ class Trainer(RunEvaluation, RunCheckpoints):
         progress: bool = True,
         process_index: int = 0,
         process_count: int = 1,
+        loggers: tuple[str, ...] = (),
     ):
         if config.seeds % process_count:
             raise ValueError(
@@ -87,6 +90,10 @@ class Trainer(RunEvaluation, RunCheckpoints):
         self.hyperparameters = config.hyperparameters
         self.resolution: dict[str, Any] | None = None
         self.fingerprint: str | None = None  # of the training data, once loaded
+        # A run longer than this on a CPU says how long after its first timed chunk.
+        self.long_run_seconds = LONG_RUN_SECONDS
+        self.loggers = tuple(loggers)  # beside metrics.csv: "tensorboard", "wandb"
+        self._run_loggers: RunLoggers | None = None
 
     # ---- data
 
@@ -247,26 +254,40 @@ class Trainer(RunEvaluation, RunCheckpoints):
         total = sum(self.config.steps)  # every stage, including any not built yet
         bar = progress_bar(total, self.progress)
         bar.update(sum(s.phase.steps for s in self.steps[:start]) + step)
+        if self.loggers:  # a resumed run's earlier rows are in its loggers' files already
+            self._run_loggers = RunLoggers(self.loggers, self.out, self.config.to_dict(), log)
         try:
             with stop_at_chunk_boundary(self.last_checkpoint) as stop_requested:
                 states = self._loop(start, step, states, log, bar, stop_requested)
+            stages = len(self.algorithm.stages)
+            save_checkpoint(
+                self.ckpt_dir / f"stage{stages}.eqx",
+                self._header(phase=len(self.steps) - 1),
+                states,
+            )
+            record, evaluated = self.final_record(states)
+            self._log_evaluations(log, "final", total, evaluated)
+            self._forward(log)
         finally:
             bar.close()
-        stages = len(self.algorithm.stages)
-        save_checkpoint(
-            self.ckpt_dir / f"stage{stages}.eqx", self._header(phase=len(self.steps) - 1), states
-        )
-        record, evaluated = self.final_record(states)
-        self._log_evaluations(log, "final", total, evaluated)
+            if self._run_loggers is not None:
+                self._run_loggers.close()
         results = self.results_header(time.perf_counter() - started) | record
         log.write(self.out, results)
         return results
+
+    def _forward(self, log: RunLog) -> None:
+        """Hand the log's new rows to the optional loggers (`--logger`)."""
+        if self._run_loggers is not None:
+            self._run_loggers.update(log)
 
     def _loop(self, start: int, step: int, states, log: RunLog, bar, stop_requested):
         """Every phase from phase `start`, update `step`, on; returns the final states."""
         c = self.config
         stage_names = self.algorithm.stages
         learners = self._sharded_learners()
+        total = sum(c.steps)
+        estimate = FirstChunkEstimate(total, jax.default_backend(), self.long_run_seconds)
         i = start - 1
         while (i := i + 1) < len(self.steps):  # a resolution adds the later stages' steps
             stage, _, phase = self.steps[i]
@@ -296,6 +317,10 @@ class Trainer(RunEvaluation, RunCheckpoints):
                     self._save(LATEST, i, step, states, log)
                 bar.update(size)
                 bar.set_postfix(log.postfix(), refresh=False)
+                self._forward(log)
+                message = estimate.tick(size, total - offset - step)
+                if message:
+                    bar.write(message, file=sys.stderr)
                 if stop:
                     raise Interrupted(stop, self.last_checkpoint())
             last_of_stage = i + 1 == len(self.steps) or self.steps[i + 1].stage != stage
