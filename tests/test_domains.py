@@ -257,6 +257,12 @@ def test_antmaze_preset_trains_and_scores_success_from_the_command_line(minari_e
     # evaluate and diagnose work on the run and on the dataset.
     assert main(["evaluate", str(out), "--episodes", "1"]) == 0
     assert "success_rate" in json.loads((out / "evaluation.json").read_text())
+    # An exported policy carries its evaluation maze, and plays there without the dataset.
+    policy_file = tmp_path / "ant.eqx"
+    assert main(["export", str(out), "--out", str(policy_file)]) == 0
+    described = spar_eqx.policy_header(policy_file)["environment"]
+    assert described["kwargs"]["maze_map"] == EVAL_UMAZE and described["max_episode_steps"] == 700
+    assert main(["evaluate", str(policy_file), "--episodes", "1"]) == 0
     report = tmp_path / "diagnose.json"
     diagnose = ["diagnose", "--dataset", ANTMAZE_ID, "--steps", "20", "--hidden", "16"]
     assert main([*diagnose, "--states", "100", "--json", str(report), "--quiet"]) == 0

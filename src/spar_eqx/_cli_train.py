@@ -426,6 +426,7 @@ def _evaluate_policy_file(args: argparse.Namespace, settings: dict) -> int:
     """`spar-eqx evaluate FILE` for a policy file (`spar-eqx export`): its episodes in the
     environment it was trained for, printed, and written to `--json` when given."""
     from ._deploy import load_policy, policy_header
+    from ._environments import Environment
     from ._evaluation import evaluate
     from ._train._checkpoint import atomic_write
 
@@ -451,9 +452,10 @@ def _evaluate_policy_file(args: argparse.Namespace, settings: dict) -> int:
         raise UserError(str(error)) from None
     reference = header.get("reference")
     episodes = args.episodes or 10
+    described = header.get("environment")
     result = evaluate(
         policy,
-        header["env_id"],
+        header["env_id"] if described is None else Environment.from_description(described),
         episodes,
         args.seed,
         reference=None if reference is None else tuple(reference),

@@ -79,6 +79,8 @@ def _run_policy(run_dir: Path, seed: int, policy: str | None, point: int):
         "label": trainer.algorithm.label(trainer.grid[point][1]),
         "dataset": trainer.dataset.name,
         "env_id": trainer.env_id,
+        # Where it acts: kwargs and step limit too (an AntMaze evaluation maze, say).
+        "environment": trainer.environment.describe(),
         # The returns that score 0 and 100 in the run's evaluations (None: raw returns only).
         "reference": None if reference is None else [float(reference.min), float(reference.max)],
         "obs_dim": trainer.obs_dim,

@@ -232,6 +232,17 @@ class Environment:
             env = gym.wrappers.FlattenObservation(env)
         return env
 
+    @classmethod
+    def from_description(cls, described: Mapping[str, Any]) -> "Environment":
+        """The `Environment` a `describe()` record stands for (a policy file's, a run's)."""
+        return cls(
+            described["env_id"],
+            kwargs=dict(described.get("kwargs") or {}),
+            max_episode_steps=described.get("max_episode_steps"),
+            entry_point=described.get("entry_point"),
+            source=str(described.get("source", "a recorded description")),
+        )
+
     def describe(self) -> dict[str, Any]:
         """A JSON description for `results.json`: id, kwargs, step limit, domain, scoring."""
         domain = self.domain
@@ -239,6 +250,7 @@ class Environment:
             "env_id": self.env_id,
             "kwargs": json.loads(json.dumps(dict(self.kwargs), default=str)),
             "max_episode_steps": self.max_episode_steps,
+            "entry_point": self.entry_point,
             "domain": domain.name,
             "scoring": domain.scoring,
             "success_radius": domain.success_radius,
