@@ -221,3 +221,35 @@ def test_quality_aggregates_datasets_by_iqm_with_stratified_intervals(tmp_path, 
     scores = np.asarray([[2.0, 52.0], [5.0, 55.0], [2.0, 52.0]])
     iqm = stratified_interval(scores)
     assert f"| BC | {iqm.estimate:.1f} [{iqm.low:.1f}, {iqm.high:.1f}] |" in text
+
+
+# ------------------------------------------------------------------ regate.py rows
+
+
+def _regated(spar_episodes: list[list[float]]) -> dict:
+    """What `Trainer.final_record` returns, as far as regate.py reads it."""
+    return {
+        "scores": {"spar": np.mean(spar_episodes, axis=1).tolist()},
+        "episode_scores": {"spar": spar_episodes},
+        "diagnostics": {"gate_acceptance": [0.5, 0.7]},
+        "episodes": {"spar": {"gate_acceptance": [0.2, 0.4]}},
+    }
+
+
+def test_regate_pairs_each_setting_with_the_first():
+    from spar_eqx import mean_interval
+
+    regate = _script("regate")
+    own = [[10.0, 12.0], [30.0, 28.0]]
+    first = regate.setting_row("", {}, _regated(own), None)
+    assert first["minus_first"] is None and first["setting"] == "the run's own"
+    assert first["spar_interval"] == mean_interval(np.asarray(own)).record()
+    better = regate.setting_row("eta_rel=0", {}, _regated((np.asarray(own) + 5).tolist()),
+                                np.asarray(own))  # fmt: skip
+    assert better["minus_first"] == {"mean": 5.0, "low": 5.0, "high": 5.0, "excludes_zero": True}
+    line = regate.setting_line("eta_rel=0", better)
+    assert "+5.0 [+5.0, +5.0] *" in line and "60%" in line and "30%" in line
+    mixed = (np.asarray(own) + [[9.0, -9.0], [-9.0, 9.0]]).tolist()
+    unresolved = regate.setting_row("x", {}, _regated(mixed), np.asarray(own))
+    assert not unresolved["minus_first"]["excludes_zero"]
+    assert "*" not in regate.setting_line("x", unresolved)
