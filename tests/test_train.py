@@ -310,6 +310,10 @@ def test_two_processes_split_seeds_and_process_zero_gathers(tmp_path, hopper_fil
     assert results["processes"] == 2 and results["seeds"] == [0, 1]
     for name in ("base", "spar", "spar_no_gate"):
         assert len(results["scores"][name]) == 2
+        # Each process's episodes gathered too, one row per seed, in seed order.
+        rows = results["episode_scores"][name]
+        np.testing.assert_allclose(np.mean(rows, axis=1), results["scores"][name], rtol=1e-12)
+    assert set(results["paired_differences"]) == {"spar - base", "spar - spar_no_gate"}
     for i in range(2):
         assert (out / f"process-{i}" / "checkpoints" / "stage2.eqx").exists()
     # Keys derive from the global seed id, so a seed's run does not depend on the split.
