@@ -145,3 +145,111 @@ def test_peer_scripts_without_d3rlpy_say_how_to_install_it(name, capsys, tmp_pat
     assert _script(name).main([*argv, "--json", str(out)]) == 2
     assert "pip install" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ quality.py tables
+
+_BASE = [[1.0, 3.0], [4.0, 6.0], [2.0, 2.0]]  # 3 seeds x 2 episodes
+
+
+def _finished(folder: Path, label: str, episodes: dict[str, list[list[float]]], old=False):
+    """A run folder as `spar-eqx train` leaves it, without training anything."""
+    folder.mkdir(parents=True)
+    results = {"label": label, "scores": {k: np.mean(v, axis=1).tolist() for k, v in
+                                          episodes.items()}}  # fmt: skip
+    if not old:
+        results["episode_scores"] = episodes
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "wall_minutes.txt").write_text("1.50\n")
+
+
+def _spar(gain: float, no_gate: float) -> dict[str, list[list[float]]]:
+    base = np.asarray(_BASE)
+    return {"base": _BASE, "spar": (base + gain).tolist(), "spar_no_gate": (base + no_gate)
+            .tolist()}  # fmt: skip
+
+
+def test_quality_reports_intervals_and_paired_differences_against_spar(tmp_path, capsys):
+    from spar_eqx import mean_interval, paired_difference
+
+    _finished(tmp_path / "runs" / "bc", "BC", {"bc": _BASE})
+    _finished(tmp_path / "runs" / "spar-mlp", "SPAR-MLP", _spar(10.0, 10.0))
+    out = tmp_path / "quality.json"
+    argv = ["--dataset", "d", "--out", str(tmp_path / "runs"), "--seeds", "3",
+            "--algos", "bc", "spar-mlp", "--json", str(out)]  # fmt: skip
+    assert _script("quality").main(argv) == 0
+    text = capsys.readouterr().out
+    bc = mean_interval(np.asarray(_BASE))
+    assert f"| BC | {bc.estimate:.1f} [{bc.low:.1f}, {bc.high:.1f}] | 2.0, 5.0, 2.0 |" in text
+    assert "3 seeds x 2 episodes" in text
+    assert "| BC | +10.0 [+10.0, +10.0] | yes: SPAR higher |" in text
+    assert "| SPAR-MLP: spar_no_gate | +0.0 [+0.0, +0.0] | no: not resolved |" in text
+    results = json.loads(out.read_text())["results"]
+    spar = next(r for r in results if r["algo"] == "spar-mlp")
+    gain = spar["paired_differences"]["SPAR-MLP: spar - BC"]
+    assert gain == {"mean": 10.0, "low": 10.0, "high": 10.0, "excludes_zero": True}
+    assert spar["intervals"]["SPAR-MLP: spar"] == mean_interval(np.asarray(_BASE) + 10).record()
+    # peers_scores.py reads the same file as before
+    assert _script("peers_scores").ours(str(out)) == {"bc": [2.0, 5.0, 2.0]}
+    noisy = paired_difference(np.asarray(_BASE) + [[5.0, -9.0], [0.0, 0.0], [1.0, 1.0]],
+                              np.asarray(_BASE))  # fmt: skip
+    assert not noisy.excludes_zero  # (what "no: not resolved" rows are made of)
+
+
+def test_quality_reads_runs_from_before_episode_scores(tmp_path, capsys):
+    from spar_eqx import mean_interval
+
+    _finished(tmp_path / "bc", "BC", {"bc": _BASE}, old=True)
+    argv = ["--dataset", "d", "--out", str(tmp_path), "--algos", "bc"]
+    assert _script("quality").main(argv) == 0
+    seeds = mean_interval(np.asarray([2.0, 5.0, 2.0]))
+    assert f"| BC | {seeds.estimate:.1f} [{seeds.low:.1f}, {seeds.high:.1f}] |" in (
+        capsys.readouterr().out
+    )
+
+
+def test_quality_aggregates_datasets_by_iqm_with_stratified_intervals(tmp_path, capsys):
+    from spar_eqx import stratified_interval
+
+    for dataset, shift in (("a/x", 0.0), ("b", 50.0)):
+        folder = tmp_path / dataset.replace("/", "_")
+        _finished(folder / "bc", "BC", {"bc": (np.asarray(_BASE) + shift).tolist()})
+    argv = ["--dataset", "a/x", "b", "--out", str(tmp_path), "--algos", "bc"]
+    assert _script("quality").main(argv) == 0
+    text = capsys.readouterr().out
+    assert "a/x:" in text and "b:" in text and "IQM over 2 datasets" in text
+    scores = np.asarray([[2.0, 52.0], [5.0, 55.0], [2.0, 52.0]])
+    iqm = stratified_interval(scores)
+    assert f"| BC | {iqm.estimate:.1f} [{iqm.low:.1f}, {iqm.high:.1f}] |" in text
+
+
+# ------------------------------------------------------------------ regate.py rows
+
+
+def _regated(spar_episodes: list[list[float]]) -> dict:
+    """What `Trainer.final_record` returns, as far as regate.py reads it."""
+    return {
+        "scores": {"spar": np.mean(spar_episodes, axis=1).tolist()},
+        "episode_scores": {"spar": spar_episodes},
+        "diagnostics": {"gate_acceptance": [0.5, 0.7]},
+        "episodes": {"spar": {"gate_acceptance": [0.2, 0.4]}},
+    }
+
+
+def test_regate_pairs_each_setting_with_the_first():
+    from spar_eqx import mean_interval
+
+    regate = _script("regate")
+    own = [[10.0, 12.0], [30.0, 28.0]]
+    first = regate.setting_row("", {}, _regated(own), None)
+    assert first["minus_first"] is None and first["setting"] == "the run's own"
+    assert first["spar_interval"] == mean_interval(np.asarray(own)).record()
+    better = regate.setting_row("eta_rel=0", {}, _regated((np.asarray(own) + 5).tolist()),
+                                np.asarray(own))  # fmt: skip
+    assert better["minus_first"] == {"mean": 5.0, "low": 5.0, "high": 5.0, "excludes_zero": True}
+    line = regate.setting_line("eta_rel=0", better)
+    assert "+5.0 [+5.0, +5.0] *" in line and "60%" in line and "30%" in line
+    mixed = (np.asarray(own) + [[9.0, -9.0], [-9.0, 9.0]]).tolist()
+    unresolved = regate.setting_row("x", {}, _regated(mixed), np.asarray(own))
+    assert not unresolved["minus_first"]["excludes_zero"]
+    assert "*" not in regate.setting_line("x", unresolved)

@@ -70,6 +70,24 @@ def test_train_writes_results_metrics_plot_and_checkpoints(finished_run):
         assert (finished_run / "checkpoints" / name).exists()
 
 
+def test_results_carry_intervals_and_paired_differences(finished_run):
+    """Each seed's episodes, each policy's interval over them, and SPAR's paired differences
+    against its anchor and against itself without the gate; the existing keys unchanged."""
+    results = json.loads((finished_run / "results.json").read_text())
+    for name, rows in results["episode_scores"].items():
+        assert len(rows) == 2 and all(len(row) == 1 for row in rows)  # 2 seeds x 1 episode
+        np.testing.assert_allclose(np.mean(rows, axis=1), results["scores"][name], rtol=1e-12)
+        interval = results["score_intervals"][name]
+        np.testing.assert_allclose(interval["mean"], np.mean(results["scores"][name]))
+        assert interval["low"] <= interval["mean"] <= interval["high"]
+    differences = results["paired_differences"]
+    assert set(differences) == {"spar - base", "spar - spar_no_gate"}
+    for d in differences.values():
+        assert d["low"] <= d["mean"] <= d["high"]
+        assert d["excludes_zero"] == (d["low"] > 0 or d["high"] < 0)
+    assert results["interval_method"]["of"] == "scores"
+
+
 def test_scores_are_normalised_returns(finished_run):
     results = json.loads((finished_run / "results.json").read_text())
     low, high = -20.272305, 3234.3  # D4RL hopper
@@ -292,6 +310,10 @@ def test_two_processes_split_seeds_and_process_zero_gathers(tmp_path, hopper_fil
     assert results["processes"] == 2 and results["seeds"] == [0, 1]
     for name in ("base", "spar", "spar_no_gate"):
         assert len(results["scores"][name]) == 2
+        # Each process's episodes gathered too, one row per seed, in seed order.
+        rows = results["episode_scores"][name]
+        np.testing.assert_allclose(np.mean(rows, axis=1), results["scores"][name], rtol=1e-12)
+    assert set(results["paired_differences"]) == {"spar - base", "spar - spar_no_gate"}
     for i in range(2):
         assert (out / f"process-{i}" / "checkpoints" / "stage2.eqx").exists()
     # Keys derive from the global seed id, so a seed's run does not depend on the split.

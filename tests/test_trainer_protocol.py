@@ -300,7 +300,7 @@ def test_the_learning_curve_reads_without_the_run():
     try:
         scores, q_loss = fig.axes[:2]
         assert scores.get_title() == "D4RL-normalised score"
-        assert "std over seeds" in scores.get_ylabel()
+        assert "95% bootstrap interval" in scores.get_ylabel()
         levels = [ln for ln in scores.get_lines() if ln.get_linestyle() == "--"]
         assert len(levels) == 1 and levels[0].get_ydata()[0] == 3.0  # the anchor's mean
         legend = {t.get_text() for t in scores.get_legend().get_texts()}
@@ -312,5 +312,41 @@ def test_the_learning_curve_reads_without_the_run():
     fig = learning_curve_figure(_plotted_log([0.01, 1.0, 15.0]))
     try:
         assert fig.axes[1].get_yscale() == "symlog"  # three decades
+    finally:
+        plt.close(fig)
+
+
+def test_the_score_curve_has_its_interval_band():
+    """Each policy's curve carries the 95% bootstrap interval over seeds of its mean at every
+    evaluation, as a band (and error bars), read back from the figure's artists."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    from spar_eqx import mean_interval
+    from spar_eqx._train._log import RunLog, learning_curve_figure
+
+    log = RunLog()
+    seeds = {1000: (5.0, 9.0, 20.0), 2000: (30.0, 35.0, 60.0), 3000: (40.0, 41.0, 42.0)}
+    for step, scores in seeds.items():
+        for seed, score in enumerate(scores):
+            log.add_eval("stage2", "spar", step, {"seed": seed}, 10 * score, score)
+    fig = learning_curve_figure(log)
+    try:
+        ax = fig.axes[0]
+        bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        assert len(bands) == 1
+        vertices = bands[0].get_paths()[0].vertices
+        for step, scores in seeds.items():
+            interval = mean_interval(np.asarray(scores))
+            ys = vertices[np.isclose(vertices[:, 0], step), 1]
+            np.testing.assert_allclose([ys.min(), ys.max()], [interval.low, interval.high])
+            assert interval.low < np.mean(scores) < interval.high  # a band, not a line
+        (bars,) = ax.containers  # the error bars: the curve of means, and their intervals
+        means = [np.mean(s) for s in seeds.values()]
+        np.testing.assert_allclose(bars.lines[0].get_ydata(), means)
+        (segments,) = bars.lines[2]
+        ends = np.array([sorted(seg[:, 1]) for seg in segments.get_segments()])
+        expected = [mean_interval(np.asarray(s))[1:3] for s in seeds.values()]
+        np.testing.assert_allclose(ends, expected)
     finally:
         plt.close(fig)

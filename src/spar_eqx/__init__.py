@@ -55,6 +55,13 @@ if TYPE_CHECKING:
         make_env as make_env,
     )
     from ._gate import GateDecision as GateDecision, gate as gate
+    from ._intervals import (
+        Interval as Interval,
+        iqm as iqm,
+        mean_interval as mean_interval,
+        paired_difference as paired_difference,
+        stratified_interval as stratified_interval,
+    )
     from ._learner import Learner as Learner, Phase as Phase, TrainingBatch as TrainingBatch
     from ._learners.anchor import Anchor as Anchor, AnchorState as AnchorState
     from ._learners.bc import BC as BC, BCConfig as BCConfig, BCState as BCState

@@ -481,8 +481,9 @@ def _evaluate_policy_file(args: argparse.Namespace, settings: dict) -> int:
 
 
 def print_summary(results: dict) -> None:
-    """Per policy (and grid point): mean, std and per-seed scores, then the diagnostics,
-    then how fast the evaluation ran."""
+    """Per policy (and grid point): the mean with its 95% bootstrap interval and the per-seed
+    scores, the paired differences with theirs, then the diagnostics, then how fast the
+    evaluation ran."""
     points = results.get("sweep") or [{"params": None, **results}]
     for point in points:
         if point["params"] is not None:
@@ -499,12 +500,31 @@ def print_summary(results: dict) -> None:
 def _print_point(record: dict) -> None:
     import numpy as np
 
+    from ._intervals import mean_interval
+
     kind = "scores" if all(v is not None for v in record["scores"].values()) else "returns"
-    print(f"{'policy':<14}{'mean':>10}{'std':>10}   per seed ({kind})")
+    # A record from before intervals were kept: intervals over seeds alone.
+    intervals = record.get("score_intervals") or {
+        name: mean_interval(np.asarray(v, np.float64)).record() for name, v in record[kind].items()
+    }
+    print(f"{'policy':<14}{'mean':>9}   {'95% interval':<18} per seed ({kind})")
     for name, values in record[kind].items():
-        values = np.asarray(values)
+        i = intervals[name]
         per_seed = " ".join(f"{v:.1f}" for v in values)
-        print(f"{name:<14}{values.mean():>10.1f}{values.std():>10.1f}   {per_seed}")
+        span = f"[{i['low']:.1f}, {i['high']:.1f}]"
+        print(f"{name:<14}{i['mean']:>9.1f}   {span:<18} {per_seed}")
+    differences = record.get("paired_differences", {})
+    if differences:
+        print("paired differences (same seeds and evaluation episodes), 95% interval:")
+    for pair, d in differences.items():
+        higher = pair.split(" - ")[0 if d["mean"] > 0 else 1]
+        verdict = (
+            f"excludes 0: {higher} scores higher"
+            if d["excludes_zero"]
+            else "includes 0: not resolved (more seeds or episodes would narrow it)"
+        )
+        span = f"[{d['low']:+.1f}, {d['high']:+.1f}]"
+        print(f"  {pair:<20}{d['mean']:>+8.1f}   {span:<18} {verdict}")
     for name, values in record.get("success_rate", {}).items():
         per_seed = " ".join(f"{v:.2f}" for v in values)
         print(f"success rate of {name}: {np.mean(values):.2f}   per seed {per_seed}")

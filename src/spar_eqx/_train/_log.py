@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._intervals import mean_interval
 from ._checkpoint import atomic_write
 
 
@@ -120,7 +121,9 @@ def learning_curve_figure(log: RunLog, title: str = ""):
     """The evaluations first, then one panel per logged quantity (mean over seeds, per phase).
 
     The evaluation panel shows each policy's D4RL-normalised score (or return, without
-    reference scores) with the seeds' standard deviation, one line per grid point in a sweep,
+    reference scores): the mean over seeds with its 95% percentile bootstrap interval over
+    seeds (`spar_eqx.mean_interval`) as error bars and a band, one line per grid point in a
+    sweep,
     and the final score of the anchor (`"base"`), when there is one, as a dashed level to beat.
     A loss spanning more than two decades is drawn on a log scale; anything narrower stays
     linear, where every tick is labelled.
@@ -171,16 +174,22 @@ def _plot_evaluations(ax, log: RunLog) -> None:
     for policy, point in curves:
         rows_ = [r for r in log.evals if (r["policy"], r.get("point", -1)) == (policy, point)]
         steps = sorted({r["step"] for r in rows_})
-        means = np.array([np.mean([r[value] for r in rows_ if r["step"] == s]) for s in steps])
-        stds = np.array([np.std([r[value] for r in rows_ if r["step"] == s]) for s in steps])
+        intervals = [
+            mean_interval(np.array([r[value] for r in rows_ if r["step"] == s], np.float64))
+            for s in steps
+        ]
+        means, lows, highs = (np.array([i[j] for i in intervals]) for j in range(3))
         label = policy if point < 0 else f"{policy}, grid point {point}"
-        ax.errorbar(steps, means, yerr=stds, marker="o", capsize=3, label=label)
+        bars = ax.errorbar(steps, means, yerr=[means - lows, highs - means], marker="o",
+                           capsize=3, label=label)  # fmt: skip
+        ax.fill_between(steps, lows, highs, color=bars.lines[0].get_color(), alpha=0.2,
+                        linewidth=0)  # fmt: skip
     anchor = [r[value] for r in log.evals if r["policy"] == "base" and r["stage"] == "final"]
     if anchor:
         ax.axhline(np.mean(anchor), color="grey", linestyle="--", label="BC anchor (final)")
     ax.set_xlabel("update step")
     what = "D4RL-normalised score" if use_score else "episode return"
     ax.set_title(what, fontweight="bold")
-    ax.set_ylabel("mean ± std over seeds")
+    ax.set_ylabel("mean, 95% bootstrap interval")
     if log.evals:
         ax.legend(fontsize="x-small")

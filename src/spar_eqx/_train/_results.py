@@ -11,6 +11,7 @@ from jaxtyping import Array, Float
 
 from .._environments import Environment
 from .._evaluation import act_and_report, evaluate
+from .._intervals import mean_interval, paired_difference
 from .._scores import ReferenceScores
 from ._chunk import take_runs
 
@@ -42,14 +43,17 @@ class SeedStacked(eqx.Module):
 
 class Evaluated(NamedTuple):
     """One policy's evaluation, per local seed: mean return, mean score (or None), the
-    mean over its episodes' steps of each quantity the policy reports, and the success rate
-    where the domain scores success (else None)."""
+    mean over its episodes' steps of each quantity the policy reports, the success rate
+    where the domain scores success (else None), and each episode's return and score
+    (`(local seeds, episodes)`; the score None without reference returns)."""
 
     returns: np.ndarray
     scores: np.ndarray | None
     reports: dict[str, np.ndarray]
     env_steps: np.ndarray  # environment steps of all its episodes, per seed
     success: np.ndarray | None = None
+    episode_returns: np.ndarray | None = None
+    episode_scores: np.ndarray | None = None
 
 
 def evaluate_runs(
@@ -84,14 +88,18 @@ def evaluate_runs(
                 reference=reference,
                 max_episode_steps=max_episode_steps,
             )
-            returns = result.returns.reshape(k, episodes).mean(axis=1)
-            scores = None if result.scores is None else result.scores.reshape(k, -1).mean(axis=1)
+            episode_returns = result.returns.reshape(k, episodes)
+            episode_scores = None if result.scores is None else result.scores.reshape(k, -1)
+            returns = episode_returns.mean(axis=1)
+            scores = None if episode_scores is None else episode_scores.mean(axis=1)
             reports = {n: v.reshape(k, episodes).mean(axis=1) for n, v in result.reports.items()}
             steps = result.lengths.reshape(k, episodes).sum(axis=1)
             success = None
             if result.successes is not None:
                 success = result.successes.reshape(k, episodes).mean(axis=1)
-            row[name] = Evaluated(returns, scores, reports, steps, success)
+            row[name] = Evaluated(
+                returns, scores, reports, steps, success, episode_returns, episode_scores
+            )
         out.append(row)
     return out
 
@@ -123,6 +131,56 @@ def support_problem(dataset_actions: Float[Array, "n act_dim"]) -> str | None:
             "bounds of the action space, say), so the data's own boundary is 0"
         )
     return None
+
+
+def gather_rows(values) -> list[list[float]]:
+    """This process's `(local seeds, episodes)` values, concatenated over processes in seed
+    order: one row of episodes per seed."""
+    values = np.asarray(values, np.float64)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        gathered = np.asarray(multihost_utils.process_allgather(values))
+        values = gathered.reshape(-1, values.shape[-1])
+    return [[float(x) for x in row] for row in values]
+
+
+# The paired differences `results.json` reports, where the run has both policies: SPAR against
+# its anchor, and against itself without the gate.
+PAIRS = (("spar", "base"), ("spar", "spar_no_gate"))
+INTERVAL_METHOD = {
+    "level": 0.95,
+    "resamples": 10_000,
+    "seed": 0,
+    "method": "percentile bootstrap: seeds with replacement, then each drawn seed's evaluation "
+    "episodes with replacement (spar_eqx.mean_interval); a paired difference is the same of "
+    "the per-episode differences, paired by seed and evaluation episode "
+    "(spar_eqx.paired_difference)",
+}
+
+
+def interval_record(per_episode: dict[str, list[list[float]]], of: str) -> dict[str, Any]:
+    """`score_intervals` (each policy's mean with its 95% interval over seeds and episodes)
+    and `paired_differences` (`"spar - base"` and `"spar - spar_no_gate"`, where the run has
+    them, each with `excludes_zero`), and `interval_method`, of `per_episode`: each policy's
+    `(seeds, episodes)` scores, or returns as `of` says."""
+    settings = {k: INTERVAL_METHOD[k] for k in ("level", "resamples", "seed")}
+    intervals = {
+        name: mean_interval(np.asarray(rows), **settings).record()
+        for name, rows in per_episode.items()
+    }
+    differences = {}
+    for a, b in PAIRS:
+        if a in per_episode and b in per_episode:
+            d = paired_difference(
+                np.asarray(per_episode[a]), np.asarray(per_episode[b]), **settings
+            )
+            differences[f"{a} - {b}"] = {**d.record(), "excludes_zero": d.excludes_zero}
+    return {
+        "score_intervals": intervals,
+        "paired_differences": differences,
+        "interval_method": {"of": of, **INTERVAL_METHOD},
+    }
 
 
 def support_ratios(
@@ -175,7 +233,9 @@ def point_record(
     unmeasured: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """`scores`, `returns`, `diagnostics` and the support-distance ratio of each policy, for
-    one grid point, each per seed (all processes).
+    one grid point, each per seed (all processes); each episode's score (`episode_scores`,
+    or `episode_returns` without reference returns), one row per seed; and their intervals
+    and paired differences (`interval_record`).
 
     A support-distance ratio that could not be measured (NaN in any process) is recorded as
     None, and `"not_available"` says why (`unmeasured`, by policy, from `support_ratios`): a
@@ -204,6 +264,13 @@ def point_record(
         record["support_distance_ratio"][name] = gathered
     if missing:
         record["not_available"] = missing
+    has_scores = all(e.episode_scores is not None for e in evaluated.values())
+    per_episode = {
+        name: gather_rows(e.episode_scores if has_scores else e.episode_returns)
+        for name, e in evaluated.items()
+    }
+    record["episode_scores" if has_scores else "episode_returns"] = per_episode
+    record.update(interval_record(per_episode, "scores" if has_scores else "returns"))
     episodes = {
         name: {n: gather(v) for n, v in e.reports.items()}
         for name, e in evaluated.items()
