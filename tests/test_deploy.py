@@ -23,6 +23,8 @@ from spar_eqx import (
 )
 from spar_eqx._cli import main
 
+from .helpers import resign_header
+
 COMMON = [
     "--seeds", "2", "--batch-size", "16", "--hidden", "16", "--eval-episodes", "1",
     "--eval-max-episode-steps", "5", "--log-every", "5", "--checkpoint-every", "5", "--quiet",
@@ -142,13 +144,18 @@ def test_damaged_and_foreign_files_are_refused_with_one_line(runs, tmp_path):
     checkpoint = runs("proj") / "checkpoints" / "stage2.eqx"
     cases[checkpoint] = "a training checkpoint"
     cases[tmp_path / "missing.eqx"] = "no such file"
-    # A header that describes another policy than the arrays behind it.
-    lines = file.read_bytes().split(b"\n", 1)
-    header = json.loads(lines[0])
+    # A header that describes another policy than the arrays behind it, signed again (as a
+    # buggy writer would): edited without signing, the checksum refuses it as damaged.
+    header = json.loads(file.read_bytes().split(b"\n", 1)[0])
     header["config"]["hyperparameters"]["anchor"]["width"] = 32
     foreign = tmp_path / "foreign.eqx"
-    foreign.write_bytes(json.dumps(header).encode() + b"\n" + lines[1])
+    foreign.write_bytes(file.read_bytes())
+    resign_header(foreign, config=header["config"])
     cases[foreign] = "holds a different policy"
+    unsigned = tmp_path / "unsigned.eqx"
+    first, payload = file.read_bytes().split(b"\n", 1)
+    unsigned.write_bytes(json.dumps(header).encode() + b"\n" + payload)
+    cases[unsigned] = "damaged"
     for path, expected in cases.items():
         with pytest.raises(PolicyFileError) as error:
             load_policy(path)
