@@ -217,7 +217,8 @@ def test_missing_id_says_where_minari_looks_and_how_to_work_offline(minari_env):
     assert f"MINARI_DATASETS_PATH={minari_env}" in message
     assert DATASET_ID in message  # the local datasets are listed
     assert "spar-eqx collect --env Hopper-v5 --level medium-replay --out DIR" in message
-    assert 'load_dataset("default")' in message
+    assert 'the dataset shipped with spar_eqx, "default"' in message
+    assert "load_dataset(" not in message  # the command line shows it too: no Python calls
 
 
 def test_missing_id_without_minari_datasets_path(monkeypatch, tmp_path):
@@ -228,8 +229,13 @@ def test_missing_id_without_minari_datasets_path(monkeypatch, tmp_path):
     message = str(info.value)
     assert str(tmp_path / ".minari" / "datasets") in message
     assert "MINARI_DATASETS_PATH is not set" in message
-    with pytest.raises(DatasetError, match="'not-a-path': .* not a valid Minari dataset id"):
-        load_dataset("not-a-path")
+    # A path that is simply not there is named as such, with no download advice.
+    for missing in ("not-a-path", "./runs/data/hopper", "runs/data/hopper/"):
+        with pytest.raises(DatasetError) as info:
+            load_dataset(missing)
+        message = str(info.value)
+        assert message.startswith(f"{missing}: no such file or folder"), message
+        assert "download" not in message
 
 
 def _edit(folder, path, index, value):

@@ -22,7 +22,7 @@ _OFFLINE_HINT = (
     "To work offline, generate a local dataset with "
     "`spar-eqx collect --env Hopper-v5 --level medium-replay --out DIR` and pass the folder "
     "it prints (or set MINARI_DATASETS_PATH=DIR and pass the id hopper/medium-replay-v0), "
-    'or use `load_dataset("default")`, the dataset shipped with spar_eqx.'
+    'or use the dataset shipped with spar_eqx, "default".'
 )
 
 
@@ -181,12 +181,17 @@ def load_dataset(
 def _load_minari_id(dataset_id: str, *, env_id, action_bounds) -> OfflineDataset:
     from minari.dataset.minari_dataset import parse_dataset_id
 
+    looks_like_path = dataset_id.startswith((".", "/", "~")) or dataset_id.endswith("/")
     try:
         parse_dataset_id(dataset_id)
     except (ValueError, TypeError):
-        raise _missing_id_error(
-            dataset_id, "not a valid Minari dataset id ((namespace/)name-v<version>)"
-        ) from None
+        looks_like_path = True
+    if looks_like_path:  # nothing to download: a path that is simply not there
+        raise DatasetError(
+            f"{dataset_id}: no such file or folder (nor a Minari dataset id, "
+            "(namespace/)name-v<version>). Check the path; a dataset is a Minari dataset "
+            "folder, a D4RL-format .hdf5 file, a Minari id, ogbench:<dataset> or 'default'."
+        )
     folder = _minari_root() / dataset_id
     data_dir = find_minari_data_dir(folder)
     if data_dir is None:

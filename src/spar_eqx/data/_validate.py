@@ -99,8 +99,9 @@ def check_action_bounds(
         f"{source}: actions leave the action space: the worst value, {value:.6g} at "
         f"{locate(row)}, dimension {column}, is {side} the {bound} "
         f"({count} value(s) out of range; tolerance {ACTION_TOLERANCE:g}; values on the "
-        "bound, such as +-1, are legal). Rescale the actions to the action space, or pass "
-        "the intended bounds as `action_bounds=(low, high)`."
+        "bound, such as +-1, are legal). Rescale the actions into the action space, or record "
+        "the space they were taken in (a Minari dataset's action space, a D4RL file's "
+        "action_low and action_high attributes)."
     )
 
 
