@@ -31,14 +31,16 @@ if TYPE_CHECKING:
         policy_header as policy_header,
     )
     from ._ensemble import CriticEnsemble as CriticEnsemble, QStats as QStats
+    from ._environment_names import (
+        d4rl_environment as d4rl_environment,
+        environment as environment,
+    )
     from ._environments import (
         DOMAINS as DOMAINS,
         Domain as Domain,
         Environment as Environment,
         GoalReached as GoalReached,
-        d4rl_environment as d4rl_environment,
         domain_of as domain_of,
-        environment as environment,
     )
     from ._errors import (
         CheckpointError as CheckpointError,

@@ -14,7 +14,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ._environments import Environment, environment
+from ._environment_names import environment
+from ._environments import Environment
 from ._module_jit import module_jit
 from ._scores import ReferenceScores, normalized_score
 

@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from .._environments import (
-    ANTMAZE,
+from .._environment_names import (
     ANTMAZE_LEVELS,
     D4RL_ANTMAZE_OBS_DIM,
-    Environment,
     d4rl_environment,
     environment,
 )
+from .._environments import ANTMAZE, Environment
 from .._scores import reference_scores
 from ._dataset import OfflineDataset
 from ._errors import DatasetError

@@ -5,7 +5,8 @@ from typing import Any
 
 from jaxtyping import Array, Float32
 
-from .._environments import Environment, environment
+from .._environment_names import environment
+from .._environments import Environment
 from .._scores import ReferenceScores
 from ._transitions import Transitions
 

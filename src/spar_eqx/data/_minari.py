@@ -9,7 +9,7 @@ import numpy as np
 from minari.dataset.episode_data import EpisodeData
 from minari.dataset.minari_dataset import MinariDataset
 
-from .._environments import environment, recorded_environment
+from .._environment_names import environment, recorded_environment
 from .._scores import ReferenceScores, reference_scores
 from ._dataset import OfflineDataset
 from ._errors import DatasetError
