@@ -97,6 +97,12 @@ def antmaze_map(name: str, start: tuple[int, int], goal: tuple[int, int]) -> lis
     return layout
 
 
+def _horizon(env_id: str) -> int | None:
+    """D4RL's episode length for an Adroit environment (its reference returns were measured
+    at it), or None for every other."""
+    return ADROIT.horizons.get(env_family(env_id) or "")
+
+
 def environment(env_id: str) -> Environment:
     """The `Environment` an id names: a D4RL dataset name (`d4rl_environment`) or a gymnasium
     id, which Adroit ids get their D4RL horizon with.
@@ -108,9 +114,7 @@ def environment(env_id: str) -> Environment:
     named = d4rl_environment(env_id)
     if named is not None:
         return named
-    family = env_family(env_id)
-    steps = ADROIT.horizons.get(family) if family else None
-    return Environment(env_id, max_episode_steps=steps, source="the environment id")
+    return Environment(env_id, max_episode_steps=_horizon(env_id), source="the environment id")
 
 
 def recorded_environment(metadata: Mapping[str, Any]) -> Environment | None:
@@ -131,8 +135,7 @@ def recorded_environment(metadata: Mapping[str, Any]) -> Environment | None:
         if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
             continue
         env_id = spec["id"]
-        family = env_family(env_id)
-        steps = ADROIT.horizons.get(family) if family else None
+        steps = _horizon(env_id)
         kwargs = spec.get("kwargs") if isinstance(spec.get("kwargs"), dict) else {}
         return Environment(
             env_id,

@@ -184,11 +184,6 @@ class Environment:
         return domain_of(self.env_id)
 
     @property
-    def family(self) -> str | None:
-        """Its D4RL family (`"antmaze"`, `"pen"`, `"hopper"`), or None."""
-        return env_family(self.env_id)
-
-    @property
     def reference(self) -> ReferenceScores | None:
         """The returns that map to scores 0 and 100: 0 and 1 where the domain scores success
         (the return is the success), else D4RL's for its family, or None."""

@@ -25,7 +25,6 @@ from .._environment_names import (
     environment,
 )
 from .._environments import ANTMAZE, Environment
-from .._scores import reference_scores
 from ._dataset import OfflineDataset
 from ._errors import DatasetError
 from ._transitions import Transitions, as_jax_array
@@ -239,7 +238,7 @@ def load_d4rl_file(
         transitions=transitions,
         env_id=env.env_id,
         name=str(path),
-        reference=reference_scores(env.env_id),
+        reference=env.reference,
         environment=env,
         action_low=as_jax_array(low),
         action_high=as_jax_array(high),

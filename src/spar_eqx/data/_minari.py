@@ -10,7 +10,7 @@ from minari.dataset.episode_data import EpisodeData
 from minari.dataset.minari_dataset import MinariDataset
 
 from .._environment_names import environment, recorded_environment
-from .._scores import ReferenceScores, reference_scores
+from .._scores import ReferenceScores
 from ._dataset import OfflineDataset
 from ._errors import DatasetError
 from ._transitions import Transitions, as_jax_array
@@ -170,7 +170,7 @@ def load_minari_folder(
             "option, or env_id=)."
         )
     env_id = env.env_id
-    reference = reference_scores(env_id)
+    reference = env.reference
     if reference is None and {"ref_min_score", "ref_max_score"} <= metadata.keys():
         reference = ReferenceScores(
             float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
