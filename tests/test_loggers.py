@@ -58,16 +58,59 @@ def test_tensorboard_holds_every_row_of_metrics_csv(tmp_path, hopper_file):
     assert any(tag.startswith("train/bc/") for tag in scalars)  # the evaluation at step 10
 
 
-def test_wandb_offline_run_holds_the_last_values(tmp_path, hopper_file):
+def _wandb_records(folder) -> list:
+    """Every record of the offline W&B run under `folder`, read from its `.wandb` file: a
+    7-byte header (`:W&B`, magic 0xBEE1, version), then LevelDB's log format (32 KiB blocks of
+    chunks, each with its CRC, length and kind: full, first, middle or last), each record a
+    `wandb.proto.wandb_internal_pb2.Record`."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = folder.rglob("*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    records, pending, i, block = [], b"", 7, 32768
+    while i + 7 <= len(data):
+        if block - i % block < 7:  # a block's tail too short for a chunk header is padding
+            i += block - i % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[i : i + 7])
+        chunk, i = data[i + 7 : i + 7 + length], i + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            records.append(wandb_internal_pb2.Record.FromString(pending))
+    return records
+
+
+def test_wandb_offline_run_holds_every_row_and_the_config(tmp_path, hopper_file):
     pytest.importorskip("wandb", reason="--logger wandb needs wandb (pip install spar_eqx[wandb])")
     out = tmp_path / "run"
     argv = [*TINY, "--dataset", str(hopper_file), "--out", str(out), "--logger", "wandb"]
     assert main(argv) == 0
-    summaries = list((out / "wandb").rglob("wandb-summary.json"))
-    assert len(summaries) == 1
-    summary = json.loads(summaries[0].read_text())
+    records = _wandb_records(out / "wandb")
+    # The run's configuration is the run's config.json.
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    config = {u.key: json.loads(u.value_json) for u in run.config.update}
+    written = json.loads((out / "config.json").read_text())
+    assert config["algo"] == "bc" and config["hyperparameters"]["width"] == 16
+    assert config["seeds"] == written["seeds"] == 2
+    # Every history row is one value at one update; together they are metrics.csv.
+    history: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            items = {i.nested_key[0]: json.loads(i.value_json) for i in record.history.item}
+            (tag,) = [k for k in items if not k.startswith("_") and k != "update"]
+            history.setdefault(tag, []).append((items["update"], items[tag]))
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
+    for row in (r for r in rows if r["phase"] != "eval"):
+        tag = f"{row['stage']}/bc_loss/seed{row['seed']}"
+        assert (int(row["step"]), pytest.approx(float(row["bc_loss"]), rel=1e-6)) in history[tag]
+    assert len(history["train/bc_loss/seed0"]) == 2
     results = json.loads((out / "results.json").read_text())
-    assert summary["final/bc/seed0"] == pytest.approx(results["scores"]["bc"][0])
+    for seed in (0, 1):
+        assert history[f"final/bc/seed{seed}"] == [
+            (20, pytest.approx(results["scores"]["bc"][seed]))
+        ]
+    assert "train/bc/seed0" in history  # the evaluation at step 10
 
 
 def test_a_missing_logger_package_is_refused_before_any_file(tmp_path, monkeypatch, capsys):

@@ -65,6 +65,7 @@ class RunLoggers:
                 import wandb
 
                 run = wandb.init(mode="offline", dir=str(folder), project="spar_eqx", config=config)
+                run.define_metric("*", step_metric="update")  # curves over updates, not rows
                 self._writers.append((self._wandb_log(run), run.finish))
 
     @staticmethod
