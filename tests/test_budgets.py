@@ -30,7 +30,7 @@ def test_with_budget_is_the_command_lines_budget(algo, budget):
 
 def test_quick_changes_what_it_says_and_explicit_settings_override_it():
     quick = RunConfig(algo="spar").with_budget("quick")
-    assert quick.steps == (20_000, 20_000) and quick.seeds == 3
+    assert quick.steps == (20_000, 20_000) and quick.seeds == 5 and quick.eval_every == 5_000
     assert quick.hyperparameters != RunConfig(algo="spar").hyperparameters
     assert quick.with_overrides({"seeds": 1}).seeds == 1
     assert RunConfig(algo="spar").with_budget("paper").steps == (1_000_000, 1_000_000)
@@ -43,7 +43,7 @@ def test_train_help_says_what_each_budget_sets(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "paper: 1,000,000 updates per stage" in text
-    assert "quick: 20,000 updates per stage, --seeds 3" in text and "--hidden 128" in text
+    assert "quick: 20,000 updates per stage, --seeds 5" in text and "--hidden 128" in text
 
 
 def test_duration_and_message():

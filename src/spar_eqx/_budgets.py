@@ -50,7 +50,7 @@ BUDGETS: dict[str, Budget] = {
     "quick": Budget(
         name="quick",
         steps=20_000,
-        run={"seeds": 3, "eval_episodes": 5, "eval_every": 0},
+        run={"seeds": 5, "eval_episodes": 10, "eval_every": 5_000},
         flags={
             "all": {"--hidden": 128},
             "spar": {"--residual-hidden": 128, "--critics": 5, "--lr": 1e-3, "--residual-lr": 1e-3},
@@ -62,7 +62,9 @@ BUDGETS: dict[str, Budget] = {
             "5 critics instead of 10 (the data, guidance and gate subsets keep 4 each): "
             "Stage I costs about half as much",
             "learning rate 1e-3 instead of 3e-4 in both stages: a short run converges further",
-            "5 evaluation episodes per seed and policy, and no evaluation during training",
+            "5 seeds (the paper's protocol has 3) and 10 evaluation episodes per seed and policy, "
+            "every 5,000 updates: enough that SPAR's gain over its anchor has a 95% interval "
+            "clear of zero on any machine, and a learning curve with an interval band",
         ),
     ),
 }
