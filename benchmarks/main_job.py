@@ -2,10 +2,11 @@
 
 Runs the command once per variant on the embedded default dataset (each run's whole wall
 time is measured around the command: import, data, compile, training and evaluation), then
-prints a Markdown table of the per-seed D4RL normalised scores (mean +- std over seeds) of the
-BC anchor, SPAR and SPAR without its gate, the gate's acceptance (on dataset states and along
-SPAR's own episodes), the support-distance ratio, and the paper's Table 1 numbers for
-hopper-medium-replay beside them.
+prints a Markdown table of the D4RL normalised scores of the BC anchor, SPAR and SPAR without
+its gate (each the mean over seeds and episodes with its 95% bootstrap interval, and the mean
+per seed), the paired differences SPAR - anchor and SPAR - no gate with their intervals, the
+gate's acceptance (on dataset states and along SPAR's own episodes), the support-distance
+ratio, and the paper's Table 1 numbers for hopper-medium-replay beside them.
 
 Usage, from the repository root:
 
@@ -82,6 +83,8 @@ def rows(out: Path) -> list[dict]:
                 "train_and_eval_seconds": r["wall_clock_seconds"],
                 "evaluation": r.get("evaluation"),
                 "scores": r["scores"],
+                "score_intervals": r["score_intervals"],
+                "paired_differences": r["paired_differences"],
                 "gate_acceptance_dataset": r["diagnostics"]["gate_acceptance"],
                 "gate_acceptance_episodes": r.get("episodes", {}).get("spar", {}).get(
                     "gate_acceptance"
@@ -91,14 +94,14 @@ def rows(out: Path) -> list[dict]:
     return found
 
 
-def _cell(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.1f} ± {values.std():.1f}"
+def _cell(interval: dict) -> str:
+    """A mean and its interval: `30.2 [25.1, 36.0]`."""
+    return f"{interval['mean']:.1f} [{interval['low']:.1f}, {interval['high']:.1f}]"
 
 
 def table(found: list[dict]) -> str:
     lines = [
-        "| policy | score (ours) | per seed | whole command |",
+        "| policy | score (ours), 95% interval | per seed | whole command |",
         "| --- | --- | --- | --- |",
     ]
     for row in found:
@@ -109,9 +112,12 @@ def table(found: list[dict]) -> str:
                 label = "BC anchor (same seeds, same Stage I)"
             scores = row["scores"][name]
             lines.append(
-                f"| SPAR-{v}: {label} | {_cell(scores)} | "
+                f"| SPAR-{v}: {label} | {_cell(row['score_intervals'][name])} | "
                 f"{', '.join(f'{s:.1f}' for s in scores)} | {seconds / 60:.1f} min |"
             )
+        for pair, d in row["paired_differences"].items():
+            verdict = "excludes 0" if d["excludes_zero"] else "includes 0: not resolved"
+            lines.append(f"| SPAR-{v}: {pair} (paired) | {_cell(d)} | {verdict} | |")
         episodes = row["gate_acceptance_episodes"]
         along = f", {np.mean(episodes):.2f} along its episodes" if episodes else ""
         accepted = np.mean(row["gate_acceptance_dataset"])

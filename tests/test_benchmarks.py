@@ -35,7 +35,7 @@ def _script(name: str):
 
 
 def test_the_scripts_are_the_documented_ones():
-    documented = {"latency", "main_job", "make_default_dataset", "peers", "peers_scores",
+    documented = {"gate", "latency", "main_job", "make_default_dataset", "peers", "peers_scores",
                   "quality", "ratios", "regate", "throughput"}  # fmt: skip
     assert documented <= set(SCRIPTS)
 
@@ -221,6 +221,37 @@ def test_quality_aggregates_datasets_by_iqm_with_stratified_intervals(tmp_path, 
     scores = np.asarray([[2.0, 52.0], [5.0, 55.0], [2.0, 52.0]])
     iqm = stratified_interval(scores)
     assert f"| BC | {iqm.estimate:.1f} [{iqm.low:.1f}, {iqm.high:.1f}] |" in text
+
+
+# ------------------------------------------------------------------ gate.py cells
+
+
+def test_gate_reads_each_cells_paired_gate_minus_no_gate(tmp_path, capsys):
+    from spar_eqx._train._results import interval_record
+
+    gate = _script("gate")
+    episodes = _spar(10.0, 15.0)  # the gate costs exactly 5 on every episode
+    for label, steps in (("embedded", 20), ("medium", 20)):
+        folder = gate.run_dir(tmp_path, label, steps)
+        folder.mkdir(parents=True)
+        record = {"scores": {k: np.mean(v, axis=1).tolist() for k, v in episodes.items()},
+                  "diagnostics": {"gate_acceptance": [0.5, 0.7, 0.9]},
+                  **interval_record(episodes, "scores")}  # fmt: skip
+        (folder / "results.json").write_text(json.dumps(record))
+    out = tmp_path / "gate.json"
+    argv = ["--out", str(tmp_path), "--steps", "20", "--dataset", "embedded=default",
+            "--dataset", "medium=some/where", "--table", "--json", str(out)]  # fmt: skip
+    assert gate.main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.count("| -5.0 [-5.0, -5.0] | 10.0 [10.0, 10.0] | 0.70 / - |") == 2
+    rows = json.loads(out.read_text())["results"]
+    assert [r["dataset"] for r in rows] == ["embedded", "medium"]
+    assert rows[1]["gate_minus_no_gate"]["excludes_zero"] is True
+    assert "--dataset some/where" in rows[1]["command"] and "--stage2-steps 20" in rows[1][
+        "command"]  # fmt: skip
+    with pytest.raises(SystemExit) as refused:
+        gate.main(["--out", str(tmp_path), "--dataset", "nolabel", "--table"])
+    assert refused.value.code == 2 and "LABEL=PATH" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ regate.py rows
