@@ -4,6 +4,7 @@ versions and the exact command (`{"machine", "versions", "command", "results"}`)
 import json
 import os
 import platform
+import shutil
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -48,3 +49,13 @@ def write_record(
         "results": results,
     }
     Path(path).write_text(json.dumps(record, indent=2))
+
+
+def spar_eqx() -> str:
+    """The `spar-eqx` of this Python's environment (also when that is not on `PATH`), for
+    the scripts that run it as a subprocess."""
+    beside = Path(sys.executable).with_name("spar-eqx")
+    found = str(beside) if beside.exists() else shutil.which("spar-eqx")
+    if found is None:
+        sys.exit("spar-eqx is not installed here: run `python -m pip install -e .` first.")
+    return found

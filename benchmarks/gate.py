@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _record import write_record
+from _record import spar_eqx, write_record
 
 
 def _cell(interval: dict) -> str:
@@ -85,11 +85,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _spar_eqx() -> str:
-    beside = Path(sys.executable).with_name("spar-eqx")
-    return str(beside) if beside.exists() else "spar-eqx"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (
@@ -120,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print("$", " ".join(cmd), flush=True)
                 started = time.perf_counter()
-                subprocess.run([_spar_eqx(), *cmd[1:]], check=True)
+                subprocess.run([spar_eqx(), *cmd[1:]], check=True)
                 (folder / "command_seconds.txt").write_text(
                     f"{time.perf_counter() - started:.1f}\n"
                 )

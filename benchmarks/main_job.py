@@ -21,14 +21,13 @@ trends (does SPAR improve on its own BC anchor?), not of absolute scores.
 import argparse
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _record import write_record
+from _record import spar_eqx, write_record
 
 BUDGET = ["--budget", "quick"]
 VARIANTS = ("mlp", "proj")
@@ -46,15 +45,6 @@ PAPER_HOPPER_MR = {
 }
 
 
-def _script() -> str:
-    """The `spar-eqx` of this Python's environment (also when that is not on `PATH`)."""
-    beside = Path(sys.executable).with_name("spar-eqx")
-    found = str(beside) if beside.exists() else shutil.which("spar-eqx")
-    if found is None:
-        sys.exit("spar-eqx is not installed here: run `python -m pip install -e .` first.")
-    return found
-
-
 def run(out: Path) -> None:
     for variant in VARIANTS:
         target = out / variant
@@ -63,7 +53,7 @@ def run(out: Path) -> None:
         cmd = ["spar-eqx", "train", "--out", str(target), "--variant", variant, *BUDGET]
         print("$", " ".join(cmd), flush=True)
         started = time.perf_counter()
-        subprocess.run([_script(), *cmd[1:]], check=True)
+        subprocess.run([spar_eqx(), *cmd[1:]], check=True)
         (target / "command_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from _record import write_record
+from _record import spar_eqx, write_record
 
 from spar_eqx import Interval, mean_interval, paired_difference, stratified_interval
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (out / "results.json").exists():
                 print("$", " ".join(cmd), flush=True)
                 started = time.perf_counter()
-                subprocess.run(cmd, check=True)
+                subprocess.run([spar_eqx(), *cmd[1:]], check=True)
                 minutes = (time.perf_counter() - started) / 60
                 (out / "wall_minutes.txt").write_text(f"{minutes:.2f}\n")
                 (out / "command.txt").write_text(" ".join(cmd) + "\n")
