@@ -17,7 +17,7 @@ from .._ensemble import CriticEnsemble
 from .._evaluation import BatchPolicy
 from .._hyper import Scalar
 from .._learner import Learner
-from .._networks import DeterministicPolicy, TanhGaussianPolicy
+from .._networks import AbstractAnchorPolicy
 from .._policy import BasePolicy, SPARPolicy
 from .._weighting import advantage_weights, normalized_advantage
 from ..data._normalize import ObservationNormalizer
@@ -31,11 +31,12 @@ class FrozenAnchor(eqx.Module):
 
     **Fields:**
 
-    - `policy`: the BC anchor `pi_base` (deterministic, or Gaussian for Adroit and AntMaze).
+    - `policy`: the BC anchor `pi_base`, an `AbstractAnchorPolicy` (deterministic, Gaussian
+      for Adroit and AntMaze, or a flow).
     - `critic`: the Stage I critic ensemble behind `Q_rob` (eq. 1).
     """
 
-    policy: DeterministicPolicy | TanhGaussianPolicy
+    policy: AbstractAnchorPolicy
     critic: CriticEnsemble
 
     @classmethod
@@ -61,7 +62,8 @@ class FrozenAnchor(eqx.Module):
         return self.policy.max_action
 
     def base_actions(self, obs: Float[Array, "batch obs_dim"]) -> Float[Array, "batch act_dim"]:
-        """`a_base = pi_base(s)` of eq. 7-10 (the mode, for a Gaussian anchor), gradients stopped.
+        """`a_base = pi_base(s)` of eq. 7-10 (a Gaussian anchor's mode, a flow anchor's
+        fixed-noise sample: `AbstractAnchorPolicy`), gradients stopped.
 
         **Arguments:**
 
