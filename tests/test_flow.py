@@ -199,3 +199,34 @@ def test_proj_and_plas_train_a_flow_generator_and_deploy_through_the_gate(cls):
 def test_mlp_variant_refuses_a_generator():
     with pytest.raises(ValueError, match="--generator"):
         ResidualConfig(variant="mlp", generator="flow")
+
+
+def _latent_grad_norm(objective: str, lambda_g: float) -> float:
+    """The latent policy's gradient norm on one phase-2 step (CVAE generator, tiny sizes)."""
+    config = _residual_config(
+        variant="plas",
+        generator="cvae",
+        latent_dim=2,
+        plas_objective=objective,
+        lambda_g=lambda_g,
+        filtering="soft",
+    )
+    data, guide, gate = critic_subsets(4, 2, 2, 2)
+    learner = RectifyPLAS(config, data, guide, GateConfig(gate_critics=2), gate)
+    state = learner.init(jr.key(0), _frozen_anchor())
+    batch = _one_action_batch(8)
+    new, _ = learner.update_latent(state, batch, jr.key(1))
+    moved = jax.tree_util.tree_map(
+        lambda a, b: jnp.max(jnp.abs(a - b)),
+        eqx.filter(new.latent_policy, eqx.is_inexact_array),
+        eqx.filter(state.latent_policy, eqx.is_inexact_array),
+    )
+    return float(max(jax.tree_util.tree_leaves(moved)))
+
+
+def test_plas_literal_objective_ignores_lambda_g_and_the_fit_reading_does_not():
+    """Algorithm 3 as written: `lambda_g = 0` leaves the latent policy where it is. The `fit`
+    reading still trains it at `lambda_g = 0` (towards the weighted data residuals)."""
+    assert _latent_grad_norm("literal", 0.0) == 0.0
+    assert _latent_grad_norm("literal", 2.0) > 0.0
+    assert _latent_grad_norm("fit", 0.0) > 0.0

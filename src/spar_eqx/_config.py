@@ -24,6 +24,7 @@ from ._weighting import FILTERINGS, SENSITIVITIES
 Variant = Literal["mlp", "proj", "plas", "auto"]
 VARIANTS = ("mlp", "proj", "plas", "auto")
 SELF_IMITATION = ("literal", "convex")
+PLAS_OBJECTIVES = ("literal", "fit")
 # The names of `spar_eqx._components.ANCHOR_POLICIES` and `GENERATORS` (kept here so that
 # reading a config does not import the networks).
 BASE_POLICIES = ("deterministic", "gaussian", "flow")
@@ -186,6 +187,10 @@ class ResidualConfig(eqx.Module):
       describes
     - `latent_policy_depth` (`--latent-layers`, 2), `max_latent` (`--max-latent`, 2.0),
       `plas_vae_fraction` (`--plas-vae-fraction`, 0.5): SPAR-PLAS, Alg. 3
+    - `plas_objective` (`--plas-objective`, `"literal"`): SPAR-PLAS's latent loss, Algorithm 3's
+      `-lambda_g E[Q_rob]` alone (under Adam `lambda_g` then cancels, and 0 trains nothing), or
+      `"fit"`, `recon_weight E[w ||G(s, a_base, pi_z) - delta||^2] - lambda_g E[Q_rob]`, the
+      reading under which Table 4's three SPAR-PLAS rows differ
     - `log_conflict` (`--log-conflict`, False): also measure the gradient-conflict metrics of
       Section 4.3 (Table 3) on every Stage II guidance update and log them as `conflict_dd`
       and `conflict_vsd` (see `gradient_conflict`); off, the update is unchanged
@@ -291,6 +296,14 @@ class ResidualConfig(eqx.Module):
         2.0, "--max-latent", "SPAR-PLAS latent bound", static=True,
         paper="not in the paper (Algorithm 3 leaves the bound open)",
     )  # fmt: skip
+    plas_objective: Literal["literal", "fit"] = hyper(
+        "literal", "--plas-objective",
+        "SPAR-PLAS latent loss: 'literal' (-lambda_g Q_rob, Alg. 3) or 'fit' (weighted fit "
+        "+ lambda_g guidance, as eq. 7)",
+        static=True, choices=PLAS_OBJECTIVES,
+        paper="Algorithm 3 read literally (`literal`), or the reading under which Table 4's "
+              "SPAR-PLAS rows and Table 3's PLAS conflict exist (`fit`)",
+    )  # fmt: skip
     plas_vae_fraction: float = hyper(
         0.5, "--plas-vae-fraction", "SPAR-PLAS share of Stage II for the CVAE", static=True,
         paper="not in the paper (Algorithm 3 does not split Stage II's budget)",
@@ -309,6 +322,7 @@ class ResidualConfig(eqx.Module):
         check_choice("filtering", self.filtering, FILTERINGS)
         check_choice("self_imitation", self.self_imitation, SELF_IMITATION)
         check_choice("generator", self.generator, GENERATOR_KINDS)
+        check_choice("plas_objective", self.plas_objective, PLAS_OBJECTIVES)
         if self.variant == "mlp" and self.generator != "cvae":
             raise ValueError(
                 f"generator={self.generator!r} (--generator) is the residual generator of "

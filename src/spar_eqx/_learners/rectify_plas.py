@@ -61,7 +61,11 @@ class RectifyPLAS(Rectifier):
     Phase 2's loss, `-lambda_g E[Q_rob]`, is its only term, so under Adam `lambda_g` cancels
     (Adam's step does not depend on a constant scale of the gradient, up to its epsilon) and
     `lambda_g = 0` leaves the latent policy untrained: the literal Algorithm 3 cannot produce
-    Table 4's three different SPAR-PLAS rows (see the docs' notes on reading the paper).
+    Table 4's three different SPAR-PLAS rows. `config.plas_objective = "fit"` adds the
+    weighted fit of the data residuals through the frozen generator,
+    `recon_weight E[w ||G(s, a_base, pi_z(s, a_base)) - (a - a_base)||^2]` (the `L_fit` of the
+    conflict metrics below), so that `lambda_g` trades fit against guidance as in SPAR-MLP's
+    eq. 7 (see the Training docs, *Choices where the paper is silent or inconsistent*).
 
     Gradient conflict (Section 4.3, with `config.log_conflict`, phase 2 only: phase 1 has no
     guidance): `theta` is the latent actor, the module Section 4.3 names for PLAS; `L_fit` is
@@ -207,11 +211,20 @@ class RectifyPLAS(Rectifier):
         frozen = eqx.filter(state.generator, eqx.is_array, replace=None)
         frozen = eqx.combine(jax.lax.stop_gradient(frozen), state.generator)
 
+        if c.plas_objective == "fit":  # the data weights of the fit term (no gradient)
+            act = batch.actions
+            w_fit, _ = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
+
         def loss_fn(latent_policy):
             z = jax.vmap(latent_policy)(obs, base)
             residual = jax.vmap(frozen.generate)(obs, base, z)
             q, _ = robust_q(guide_critic, obs, anchor.clip(base + residual), c.lambda_u)
-            return c.lambda_g * value_guidance(q), (q, residual)
+            loss = c.lambda_g * value_guidance(q)
+            if c.plas_objective == "fit":  # static: `literal` is Algorithm 3 as written
+                loss = loss + c.recon_weight * weighted_reconstruction(
+                    residual, batch.actions - base, w_fit
+                )
+            return loss, (q, residual)
 
         (loss, (q, residual)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
             state.latent_policy
