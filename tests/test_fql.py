@@ -160,3 +160,12 @@ def test_published_defaults_networks_and_registry():
 def test_bad_config_values_are_refused(overrides, match):
     with pytest.raises(ValueError, match=match):
         FQLConfig(**overrides)
+
+
+def test_presets_are_the_authors_published_values():
+    from spar_eqx._presets import preset_overrides
+
+    assert preset_overrides("pen-cloned", algo="fql") == {"alpha": 10000.0, "q_agg": "min"}
+    assert preset_overrides("antmaze-large-diverse", algo="fql") == {"alpha": 3.0}
+    with pytest.raises(KeyError, match="publishes no settings"):
+        preset_overrides("hopper-medium-replay", algo="fql")

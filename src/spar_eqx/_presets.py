@@ -56,7 +56,16 @@ _REBRAC_ANTMAZE = {
     "actor_learning_rate": 3e-4, "critic_learning_rate": 5e-5, "gamma": 0.999, "batch_size": 256,
 }  # fmt: skip
 _REBRAC_ADROIT = {"actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4, "batch_size": 256}
+# FQL (Park et al. 2025) tunes alpha per task; the authors' README's D4RL commands (Adroit
+# with q_agg=min). It publishes no D4RL locomotion settings, so those presets are refused.
+_FQL = {
+    "pen-human": {"alpha": 10000.0, "q_agg": "min"},
+    "pen-cloned": {"alpha": 10000.0, "q_agg": "min"},
+    "antmaze-umaze-diverse": {"alpha": 10.0},
+    "antmaze-large-diverse": {"alpha": 3.0},
+}
 _BASELINES: dict[str, dict[str, dict[str, Any]]] = {
+    "fql": _FQL,
     # IQL (Kostrikov et al. 2022), App. B: locomotion tau 0.7, beta 3 (the defaults); AntMaze
     # tau 0.9, beta 10 (rewards r - 1: the "antmaze" transform, IQL's reward convention);
     # Kitchen and Adroit tau 0.7, beta 0.5 (IQL also uses actor dropout 0.1 there, which this
