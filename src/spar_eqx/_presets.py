@@ -48,6 +48,7 @@ _add(["antmaze-umaze-diverse"], "AntMaze_UMaze", **_ANTMAZE, **{"residual.lambda
 _add(["antmaze-large-diverse"], "AntMaze_Large", **_ANTMAZE, **{"residual.lambda_g": 0.5})
 
 PRESETS: tuple[str, ...] = tuple(sorted(_TABLE_8))
+_DOMAIN_NAMES = frozenset(domain_of(name).name for name in PRESETS)
 
 # The baselines' published values (`{algo: {task or domain: overrides}}`): a task's own entry
 # wins over its domain's; an algorithm with neither has no published settings for the task,
@@ -134,10 +135,13 @@ def preset_overrides(name: str, q_target: str = "value", algo: str = "spar") -> 
         published = _BASELINES.get(algo, {})
         found = published.get(name, published.get(domain.name))
         if found is None:
+            covered = sorted({key if key in _DOMAIN_NAMES else domain_of(key).name
+                              for key in published})  # fmt: skip
             raise KeyError(
-                f"{algo} publishes no settings for {domain.name} tasks such as {name!r}, so "
-                "there is no preset for it; train without --preset (its defaults, from "
-                "locomotion) and give any setting you choose as a flag."
+                f"{algo} publishes no settings for {domain.name} tasks such as {name!r} (only "
+                f"for {' and '.join(covered) or 'no'} tasks), so there is no preset for it; "
+                "train without --preset (its defaults) and give any setting you choose as a "
+                "flag."
             )
         return dict(found)
     overrides = {k: v for k, v in _TABLE_8[name].items() if k != "env_hint"}
