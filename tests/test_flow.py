@@ -31,7 +31,7 @@ from spar_eqx._policy import SPARPolicy
 from spar_eqx.data._normalize import ObservationNormalizer
 from spar_eqx.data._transitions import Transitions
 
-OBS, ACT, WIDTH = 3, 2, 32
+OBS, ACT, WIDTH, DEPTH = 3, 2, 32, 1  # one size for every network here: fewer shapes to compile
 STATE = np.array([0.5, -0.3, 1.0], np.float32)
 A_STAR = np.array([0.6, -0.4], np.float32)
 IDENTITY = ObservationNormalizer(jnp.zeros(OBS, jnp.float32), jnp.ones(OBS, jnp.float32))
@@ -39,7 +39,7 @@ IDENTITY = ObservationNormalizer(jnp.zeros(OBS, jnp.float32), jnp.ones(OBS, jnp.
 
 def _constant_field(cond_dim: int, velocity) -> VelocityField:
     """A velocity field that is `velocity` everywhere (last layer: zero weights, that bias)."""
-    field = VelocityField(cond_dim, len(velocity), 8, 1, key=jr.key(0))
+    field = VelocityField(cond_dim, len(velocity), WIDTH, DEPTH, key=jr.key(0))
     last = field.mlp.layers[-1]
     field = eqx.tree_at(lambda f: f.mlp.layers[-1].weight, field, jnp.zeros_like(last.weight))
     return eqx.tree_at(lambda f: f.mlp.layers[-1].bias, field, jnp.asarray(velocity, jnp.float32))
@@ -71,7 +71,7 @@ def test_the_euler_loop_is_traced_once_whatever_the_step_count():
     """The integrator is a `fori_loop`: the traced program does not grow with `steps`."""
 
     def size(steps):
-        policy = FlowPolicy(OBS, ACT, WIDTH, 1, steps=steps, key=jr.key(0))
+        policy = FlowPolicy(OBS, ACT, WIDTH, DEPTH, steps=steps, key=jr.key(0))
         jaxpr = jax.make_jaxpr(lambda o: policy(o))(jnp.asarray(STATE))
         return len(jaxpr.jaxpr.eqns)
 
@@ -82,7 +82,7 @@ def test_flow_anchor_is_deterministic_bounded_and_learns_a_single_action():
     """Pure flow matching on one (s, a*) pair: `pi_base(s)` (the sample of z = 0) is one fixed
     action, and it is a*."""
     config = AnchorConfig(
-        base_policy="flow", num_critics=2, width=WIDTH, depth=2, learning_rate=3e-3
+        base_policy="flow", num_critics=2, width=WIDTH, depth=DEPTH, learning_rate=3e-3
     )
     anchor = Anchor(config, OBS, ACT)
     anchor = hyperparameter_arrays(anchor)
@@ -103,17 +103,21 @@ def test_flow_anchor_is_deterministic_bounded_and_learns_a_single_action():
     params, metrics = train(params, jr.key(1))
     state = eqx.combine(params, static)
     assert metrics["bc_loss"][-20:].mean() < 0.5 * metrics["bc_loss"][:20].mean()
-    policy = state.policy
-    first, again = policy(jnp.asarray(STATE)), policy(jnp.asarray(STATE))
+
+    @eqx.filter_jit
+    def probe(policy, obs, keys):
+        samples = jax.vmap(lambda k: policy.sample(obs, key=k))(keys)
+        return policy(obs), policy(obs), samples
+
+    first, again, samples = probe(state.policy, jnp.asarray(STATE), jr.split(jr.key(2), 8))
     assert np.array_equal(np.asarray(first), np.asarray(again))
     np.testing.assert_allclose(np.asarray(first), A_STAR, atol=0.1)
-    samples = jax.vmap(lambda k: policy.sample(jnp.asarray(STATE), key=k))(jr.split(jr.key(2), 8))
     assert np.all(np.abs(np.asarray(samples)) <= 1.0)
 
 
 def test_flow_anchor_loss_uses_its_key_and_the_others_ignore_it():
     obs, act = jnp.tile(jnp.asarray(STATE), (4, 1)), jnp.tile(jnp.asarray(A_STAR), (4, 1))
-    c = AnchorConfig(width=8, depth=1)
+    c = AnchorConfig(width=WIDTH, depth=DEPTH)
     for name, build in ANCHOR_POLICIES.items():
         policy = build(c, OBS, ACT, jr.key(0))
         one, two = policy.bc_loss(obs, act, jr.key(1)), policy.bc_loss(obs, act, jr.key(2))
@@ -121,15 +125,15 @@ def test_flow_anchor_loss_uses_its_key_and_the_others_ignore_it():
 
 
 def _frozen_anchor() -> FrozenAnchor:
-    policy = FlowPolicy(OBS, ACT, 8, 1, steps=3, key=jr.key(0))
-    return FrozenAnchor(policy, CriticEnsemble(OBS, ACT, 4, 8, 1, key=jr.key(1)))
+    policy = FlowPolicy(OBS, ACT, WIDTH, DEPTH, steps=3, key=jr.key(0))
+    return FrozenAnchor(policy, CriticEnsemble(OBS, ACT, 4, WIDTH, DEPTH, key=jr.key(1)))
 
 
 def _residual_config(**overrides) -> ResidualConfig:
     base = dict(
-        variant="proj", generator="flow", flow_steps=3, width=8, cvae_depth=1,
-        latent_policy_depth=1, data_critics=2, guide_critics=2, num_candidates=4,
-        projection_period=1,
+        variant="proj", generator="flow", flow_steps=3, width=WIDTH, cvae_depth=DEPTH,
+        latent_policy_depth=DEPTH, data_critics=2, guide_critics=2, num_candidates=4,
+        projection_period=1, filtering="soft",
     )  # fmt: skip
     return ResidualConfig(**(base | overrides))
 
@@ -153,25 +157,38 @@ def test_residual_flow_fit_is_weighted():
     obs = jr.normal(jr.key(1), (6, OBS))
     base, res = jr.normal(jr.key(2), (6, ACT)), jr.normal(jr.key(3), (6, ACT))
     w = jnp.linspace(0.0, 2.0, 6)
-    loss = lambda m, w: m.fit_loss(obs, base, res, w, c, jr.key(4))[0]
-    assert float(loss(flow, 0.0 * w)) == 0.0
-    grads = eqx.filter_grad(lambda m: loss(m, 0.0 * w))(flow)
+    value_and_grad = eqx.filter_jit(eqx.filter_value_and_grad(
+        lambda m, w: m.fit_loss(obs, base, res, w, c, jr.key(4))[0]))  # fmt: skip
+    zero, grads = value_and_grad(flow, 0.0 * w)
+    assert float(zero) == 0.0
     assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree_util.tree_leaves(grads))
-    np.testing.assert_allclose(float(loss(flow, 3.0 * w)), 3.0 * float(loss(flow, w)), rtol=1e-5)
+    three, one = value_and_grad(flow, 3.0 * w)[0], value_and_grad(flow, w)[0]
+    np.testing.assert_allclose(float(three), 3.0 * float(one), rtol=1e-5)
+
+
+@eqx.filter_jit
+def _apply(update, state, batch, key):
+    """`update(state, batch, key)`, compiled once per learner structure and update method: a
+    bound method of a learner is a PyTree, so its float hyperparameters are traced leaves."""
+    return update(state, batch, key)
+
+
+def _learner(cls, **overrides):
+    variant = {RectifyPROJ: "proj", RectifyPLAS: "plas"}[cls]
+    config = _residual_config(variant=variant, **overrides)
+    data, guide, gate = critic_subsets(4, 2, 2, 2)
+    learner = hyperparameter_arrays(cls(config, data, guide, GateConfig(gate_critics=2), gate))
+    return learner, learner.init(jr.key(0), _frozen_anchor())
 
 
 @functools.cache
 def _run(cls, steps: int = 3, **overrides):
-    config = _residual_config(**overrides)
-    data, guide, gate = critic_subsets(4, 2, 2, 2)
-    learner = hyperparameter_arrays(cls(config, data, guide, GateConfig(gate_critics=2), gate))
-    state = learner.init(jr.key(0), _frozen_anchor())
+    learner, state = _learner(cls, **overrides)
     batch = _one_action_batch(8)
     metrics = []
     for phase in learner.phases(2 * steps):
-        update = eqx.filter_jit(phase.update)
         for i in range(phase.steps):
-            state, m = update(state, batch, jr.key(i))
+            state, m = _apply(phase.update, state, batch, jr.key(i))
             metrics.append(m)
     return learner, state, metrics
 
@@ -202,20 +219,10 @@ def test_mlp_variant_refuses_a_generator():
 
 
 def _latent_grad_norm(objective: str, lambda_g: float) -> float:
-    """The latent policy's gradient norm on one phase-2 step (CVAE generator, tiny sizes)."""
-    config = _residual_config(
-        variant="plas",
-        generator="cvae",
-        latent_dim=2,
-        plas_objective=objective,
-        lambda_g=lambda_g,
-        filtering="soft",
-    )
-    data, guide, gate = critic_subsets(4, 2, 2, 2)
-    learner = RectifyPLAS(config, data, guide, GateConfig(gate_critics=2), gate)
-    state = learner.init(jr.key(0), _frozen_anchor())
-    batch = _one_action_batch(8)
-    new, _ = learner.update_latent(state, batch, jr.key(1))
+    """How far one phase-2 step moves the latent policy (flow generator, tiny sizes; the
+    `literal` objective's step is the one `_run(RectifyPLAS)` compiled)."""
+    learner, state = _learner(RectifyPLAS, plas_objective=objective, lambda_g=lambda_g)
+    new, _ = _apply(learner.update_latent, state, _one_action_batch(8), jr.key(1))
     moved = jax.tree_util.tree_map(
         lambda a, b: jnp.max(jnp.abs(a - b)),
         eqx.filter(new.latent_policy, eqx.is_inexact_array),

@@ -111,15 +111,19 @@ def test_critic_target_with_known_numbers(q_agg):
     learner = _learner(q_agg=q_agg, gamma=0.9)
     state = learner.init(jr.key(0))
     batch = _batch(np.tile(A_STAR, (4, 1)), np.array([1.0, 0.0, -1.0, 2.0]), terminal=False)
-    key = jr.key(3)
-    noise = jr.normal(key, (4, ACT))
-    next_actions = jax.vmap(state.actor)(batch.next_observations, noise)
-    q_next = state.target_critic.batch(batch.next_observations, next_actions)
-    agg = q_next.mean(axis=-1) if q_agg == "mean" else q_next.min(axis=-1)
-    y = batch.rewards + 0.9 * agg
-    q = state.critic.batch(batch.observations, batch.actions)
-    expected = jnp.mean((q - y[:, None]) ** 2)
-    loss, metrics = learner.critic_loss(state.critic, state, batch, key)
+
+    @eqx.filter_jit
+    def by_hand_and_learner(learner, state, batch, key):
+        noise = jr.normal(key, (4, ACT))
+        next_actions = jax.vmap(state.actor)(batch.next_observations, noise)
+        q_next = state.target_critic.batch(batch.next_observations, next_actions)
+        agg = q_next.mean(axis=-1) if q_agg == "mean" else q_next.min(axis=-1)
+        y = batch.rewards + 0.9 * agg
+        q = state.critic.batch(batch.observations, batch.actions)
+        expected = jnp.mean((q - y[:, None]) ** 2)
+        return y, expected, learner.critic_loss(state.critic, state, batch, key)
+
+    y, expected, (loss, metrics) = by_hand_and_learner(learner, state, batch, jr.key(3))
     np.testing.assert_allclose(float(loss), float(expected), rtol=1e-5)
     np.testing.assert_allclose(float(metrics["q_target"]), float(y.mean()), rtol=1e-5)
 
@@ -132,7 +136,7 @@ def test_actor_loss_reaches_only_the_one_step_policy():
     def through_state(s):
         return learner.actor_loss(s.actor, s, batch, jr.key(1))[0]
 
-    grads = eqx.filter_grad(through_state)(state)
+    grads = eqx.filter_jit(eqx.filter_grad(through_state))(state)
     zero = lambda tree: all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree_util.tree_leaves(
         eqx.filter(tree, eqx.is_inexact_array)))  # fmt: skip
     assert zero(grads.flow) and zero(grads.critic)
@@ -147,7 +151,7 @@ def test_published_defaults_networks_and_registry():
     assert (c.learning_rate, c.gamma, c.polyak, c.batch_size, c.num_critics) == (
         3e-4, 0.99, 0.005, 256, 2,
     )  # fmt: skip
-    state = FQL(FQLConfig(width=8, depth=1), OBS, ACT).init(jr.key(0))
+    state = FQL(FQLConfig(width=WIDTH, depth=DEPTH), OBS, ACT).init(jr.key(0))
     assert isinstance(state.flow, FlowPolicy) and state.critic.layer_norm
     assert state.critic.members.activation == "gelu"
     assert algorithm("fql").label(c) == "FQL"
