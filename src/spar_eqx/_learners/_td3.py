@@ -23,10 +23,10 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._ensemble import CriticEnsemble
 from .._evaluation import BatchPolicy
-from .._hyper import Scalar
+from .._hyper import Scalar, check_count, check_non_negative, check_positive, check_unit
 from .._learner import Learner, Phase
 from .._networks import DeterministicPolicy
-from .._optim import apply_grads, init_opt, make_optimizer
+from .._optim import apply_grads, initial_state, make_optimizer
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
@@ -44,6 +44,30 @@ def frozen(module):
     """
     params, static = eqx.partition(module, eqx.is_inexact_array)
     return eqx.combine(jax.lax.stop_gradient(params), static)
+
+
+def check_td3_config(config) -> None:
+    """The checks every TD3-family config shares (its subclass checks its penalties).
+
+    **Arguments:** `config`, a TD3+BC or ReBRAC config: positive counts (`num_critics`,
+    `width`, `depth`, `policy_delay`, `batch_size`), positive learning rates, non-negative
+    smoothing noise and clip, `gamma` and `polyak` in [0, 1].
+
+    **Raises:** `ValueError` naming the first field out of range.
+    """
+    check_count(
+        num_critics=config.num_critics,
+        width=config.width,
+        depth=config.depth,
+        policy_delay=config.policy_delay,
+        batch_size=config.batch_size,
+    )
+    check_positive(
+        actor_learning_rate=config.actor_learning_rate,
+        critic_learning_rate=config.critic_learning_rate,
+    )
+    check_non_negative(policy_noise=config.policy_noise, noise_clip=config.noise_clip)
+    check_unit(gamma=config.gamma, polyak=config.polyak)
 
 
 def smoothed_target_actions(
@@ -355,15 +379,10 @@ class AbstractTD3(Learner):
             layer_norm=self.critic_layer_norm(),
         )
         actor_optimizer, critic_optimizer = self._optimizers()
-        return TD3State(
-            actor=actor,
-            target_actor=actor,
-            critic=critic,
-            target_critic=critic,
-            actor_opt=init_opt(actor_optimizer, actor),
-            critic_opt=init_opt(critic_optimizer, critic),
-            step=jnp.zeros((), jnp.int32),
-        )
+        return initial_state(
+            TD3State, {"actor": actor_optimizer, "critic": critic_optimizer},
+            actor=actor, target_actor=actor, critic=critic, target_critic=critic,
+        )  # fmt: skip
 
     def _target(
         self, state: TD3State, batch: Transitions, key: PRNGKeyArray

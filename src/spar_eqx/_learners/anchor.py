@@ -14,11 +14,12 @@ from .._evaluation import BatchPolicy
 from .._learner import Learner, Phase
 from .._losses import expectile_loss
 from .._networks import AbstractAnchorPolicy, ValueNetwork
-from .._optim import apply_grads, init_opt, make_optimizer, ordered_after
+from .._optim import apply_grads, make_optimizer, ordered_after
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
 from ..data._transitions import Transitions
+from ._iql_losses import initial_value_state
 
 
 class AnchorState(eqx.Module):
@@ -104,20 +105,9 @@ class Anchor(Learner):
         c = self.config
         pkey, qkey, vkey = jr.split(key, 3)
         policy = ANCHOR_POLICIES[c.base_policy](c, self.obs_dim, self.act_dim, pkey)
-        critic = CriticEnsemble(
-            self.obs_dim, self.act_dim, c.num_critics, c.width, c.depth, key=qkey
-        )
-        value = ValueNetwork(self.obs_dim, c.width, c.depth, key=vkey)
         opt = self._optimizer()
-        return AnchorState(
-            policy=policy,
-            critic=critic,
-            target_critic=critic,
-            value=value,
-            policy_opt=init_opt(opt, policy),
-            critic_opt=init_opt(opt, critic),
-            value_opt=init_opt(opt, value),
-            step=jnp.zeros((), jnp.int32),
+        return initial_value_state(
+            AnchorState, policy, c, self.obs_dim, self.act_dim, (qkey, vkey), opt, opt
         )
 
     def update(

@@ -24,7 +24,7 @@ from .._hyper import (
 )
 from .._learner import Learner, Phase
 from .._networks import _check_sizes, _mlp
-from .._optim import apply_grads, init_opt, make_optimizer
+from .._optim import apply_grads, initial_state, make_optimizer
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
@@ -277,16 +277,10 @@ class FQL(Learner):
             o, a, c.num_critics, c.width, c.depth, key=qkey, layer_norm=True, activation="gelu"
         )
         opt = self._optimizer()
-        return FQLState(
-            flow=flow,
-            actor=actor,
-            critic=critic,
-            target_critic=critic,
-            flow_opt=init_opt(opt, flow),
-            actor_opt=init_opt(opt, actor),
-            critic_opt=init_opt(opt, critic),
-            step=jnp.zeros((), jnp.int32),
-        )
+        return initial_state(
+            FQLState, {"flow": opt, "actor": opt, "critic": opt},
+            flow=flow, actor=actor, critic=critic, target_critic=critic,
+        )  # fmt: skip
 
     def critic_loss(
         self, critic: CriticEnsemble, state: FQLState, batch: Transitions, key: PRNGKeyArray

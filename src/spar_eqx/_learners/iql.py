@@ -37,11 +37,11 @@ from .._hyper import (
 )
 from .._learner import Learner, Phase, TrainingBatch
 from .._networks import TanhGaussianPolicy, ValueNetwork
-from .._optim import apply_grads, init_opt
+from .._optim import apply_grads
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
-from ._iql_losses import actor_loss, critic_loss, value_loss
+from ._iql_losses import actor_loss, critic_loss, initial_value_state, value_loss
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -251,23 +251,12 @@ class IQL(Learner):
         c = self.config
         pkey, qkey, vkey = jr.split(key, 3)
         policy = TanhGaussianPolicy(self.obs_dim, self.act_dim, c.width, c.depth, key=pkey)
-        critic = CriticEnsemble(
-            self.obs_dim, self.act_dim, c.num_critics, c.width, c.depth, key=qkey
-        )
-        value = ValueNetwork(self.obs_dim, c.width, c.depth, key=vkey)
-        opt = self._optimizer()
         # The optimiser state's structure does not depend on the schedule's length.
         actor_opt = self._actor_optimizer(self.decay_steps or 1)
-        return IQLState(
-            policy=policy,
-            critic=critic,
-            target_critic=critic,
-            value=value,
-            policy_opt=init_opt(actor_opt, policy),
-            critic_opt=init_opt(opt, critic),
-            value_opt=init_opt(opt, value),
-            step=jnp.zeros((), jnp.int32),
-        )
+        return initial_value_state(
+            IQLState, policy, c, self.obs_dim, self.act_dim, (qkey, vkey), actor_opt,
+            self._optimizer(),
+        )  # fmt: skip
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
         """One phase `"iql"` running `update` for all `steps`.

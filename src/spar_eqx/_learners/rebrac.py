@@ -8,18 +8,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._ensemble import CriticEnsemble
-from .._hyper import (
-    Scalar,
-    check_choice,
-    check_count,
-    check_non_negative,
-    check_positive,
-    check_unit,
-    hyper,
-)
+from .._hyper import Scalar, check_choice, check_non_negative, hyper
 from .._learner import TrainingBatch
 from .._networks import DeterministicPolicy
-from ._td3 import AbstractTD3, Metrics, TD3State, frozen
+from ._td3 import AbstractTD3, Metrics, TD3State, check_td3_config, frozen
 
 _ON_OFF = ("on", "off")
 
@@ -128,24 +120,8 @@ class ReBRACConfig(eqx.Module):
 
     def __check_init__(self):
         check_choice("critic_layer_norm", self.critic_layer_norm, _ON_OFF)
-        check_count(
-            num_critics=self.num_critics,
-            width=self.width,
-            depth=self.depth,
-            policy_delay=self.policy_delay,
-            batch_size=self.batch_size,
-        )
-        check_positive(
-            actor_learning_rate=self.actor_learning_rate,
-            critic_learning_rate=self.critic_learning_rate,
-        )
-        check_non_negative(
-            policy_noise=self.policy_noise,
-            noise_clip=self.noise_clip,
-            actor_bc_coef=self.actor_bc_coef,
-            critic_bc_coef=self.critic_bc_coef,
-        )
-        check_unit(gamma=self.gamma, polyak=self.polyak)
+        check_td3_config(self)
+        check_non_negative(actor_bc_coef=self.actor_bc_coef, critic_bc_coef=self.critic_bc_coef)
 
 
 ReBRACState = TD3State  # ReBRAC's state is the TD3 family's

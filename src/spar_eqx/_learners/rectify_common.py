@@ -242,6 +242,23 @@ class Rectifier(Learner):
     gate: GateConfig = GateConfig()
     gate_critics: tuple[int, ...] = eqx.field(static=True, default=())
 
+    def data_weights(
+        self,
+        anchor: FrozenAnchor,
+        obs: Float[Array, "batch obs_dim"],
+        actions: Float[Array, "batch act_dim"],
+        base: Float[Array, "batch act_dim"],
+    ) -> tuple[Float[Array, " batch"], Float[Array, " batch"]]:
+        """`data_weights` of the anchor's data critics (Section 3.2.2, eq. 7, 8).
+
+        **Arguments:** `anchor`, the frozen anchor; `obs`, `actions`, the batch's states and
+        dataset actions; `base`, their base actions.
+
+        **Returns:** `(weights, advantages)` per row, both without gradient.
+        """
+        data_critic = anchor.critic.select(self.data_critics)
+        return data_weights(data_critic, obs, actions, base, self.config)
+
     @abc.abstractmethod
     def residual(self, state):
         """The residual module of `state` that `SPARPolicy` composes with the anchor (Alg. 5).

@@ -20,7 +20,6 @@ from .rectify_common import (
     FrozenAnchor,
     Rectifier,
     conflict_metrics,
-    data_weights,
     robust_q,
     weight_metrics,
 )
@@ -170,7 +169,7 @@ class RectifyPLAS(Rectifier):
         c, anchor = self.config, state.anchor
         obs, act = batch.observations, batch.actions
         base = anchor.base_actions(obs)
-        w, adv = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
+        w, adv = self.data_weights(anchor, obs, act, base)
         loss_fn = lambda gen: gen.fit_loss(obs, base, act - base, w, c, key)
         (loss, fit_metrics), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
             state.generator
@@ -213,7 +212,7 @@ class RectifyPLAS(Rectifier):
 
         if c.plas_objective == "fit":  # the data weights of the fit term (no gradient)
             act = batch.actions
-            w_fit, _ = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
+            w_fit, _ = self.data_weights(anchor, obs, act, base)
 
         def loss_fn(latent_policy):
             z = jax.vmap(latent_policy)(obs, base)
@@ -243,7 +242,7 @@ class RectifyPLAS(Rectifier):
         }
         if c.log_conflict:  # static: without it the update is exactly the one above
             act = batch.actions
-            w, _ = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
+            w, _ = self.data_weights(anchor, obs, act, base)
 
             def fit_loss(latent_policy):
                 z = jax.vmap(latent_policy)(obs, base)

@@ -23,7 +23,6 @@ from .rectify_common import (
     FrozenAnchor,
     Rectifier,
     conflict_metrics,
-    data_weights,
     robust_q,
     robust_q_candidates,
     weight_metrics,
@@ -210,9 +209,8 @@ class RectifyPROJ(Rectifier):
         elbo_key, latent_key = jr.split(key)
         obs, act = batch.observations, batch.actions
         base = anchor.base_actions(obs)
-        data_critic = anchor.critic.select(self.data_critics)
         guide_critic = anchor.critic.select(self.guide_critics)
-        w, adv = data_weights(data_critic, obs, act, base, c)
+        w, adv = self.data_weights(anchor, obs, act, base)
         project = (state.step % c.projection_period) == 0
 
         def guide_loss(generator):

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._ensemble import CriticEnsemble
-from .._hyper import Scalar, check_count, check_non_negative, check_positive, check_unit, hyper
+from .._hyper import Scalar, check_non_negative, hyper
 from .._networks import DeterministicPolicy
 from ..data._transitions import Transitions
-from ._td3 import AbstractTD3, Metrics, TD3State, frozen
+from ._td3 import AbstractTD3, Metrics, TD3State, check_td3_config, frozen
 
 
 class TD3BCConfig(eqx.Module):
@@ -83,21 +83,8 @@ class TD3BCConfig(eqx.Module):
     )  # fmt: skip
 
     def __check_init__(self):
-        check_count(
-            num_critics=self.num_critics,
-            width=self.width,
-            depth=self.depth,
-            policy_delay=self.policy_delay,
-            batch_size=self.batch_size,
-        )
-        check_positive(
-            actor_learning_rate=self.actor_learning_rate,
-            critic_learning_rate=self.critic_learning_rate,
-        )
-        check_non_negative(
-            alpha=self.alpha, policy_noise=self.policy_noise, noise_clip=self.noise_clip
-        )
-        check_unit(gamma=self.gamma, polyak=self.polyak)
+        check_td3_config(self)
+        check_non_negative(alpha=self.alpha)
 
 
 TD3BCState = TD3State  # TD3+BC's state is the TD3 family's
