@@ -4,10 +4,11 @@ IQL and SPAR's Stage I share (a policy, critics, their target copy and V, each w
 
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._ensemble import CriticEnsemble
 from .._hyper import Scalar
@@ -17,8 +18,26 @@ from .._networks import TanhGaussianPolicy, ValueNetwork
 from .._optim import initial_state
 
 
+class ValueLearnerState(eqx.Module):
+    """The state layout IQL and SPAR's Stage I share: a policy, critics, their Polyak copy, V,
+    their optimiser states and the update counter (`IQLState`, `AnchorState` say which policy).
+
+    **Fields:** `policy`; `critic`, `target_critic`; `value`; `policy_opt`, `critic_opt`,
+    `value_opt`; `step`, an int32 scalar.
+    """
+
+    policy: eqx.Module
+    critic: CriticEnsemble
+    target_critic: CriticEnsemble
+    value: ValueNetwork
+    policy_opt: optax.OptState
+    critic_opt: optax.OptState
+    value_opt: optax.OptState
+    step: Int[Array, ""]
+
+
 def initial_value_state(
-    state_cls: type,
+    state_cls: type[ValueLearnerState],
     policy: Any,
     config: Any,
     obs_dim: int,

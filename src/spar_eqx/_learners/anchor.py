@@ -4,25 +4,23 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._components import ANCHOR_POLICIES
 from .._config import AnchorConfig
-from .._ensemble import CriticEnsemble
 from .._evaluation import BatchPolicy
 from .._learner import Learner, Phase
 from .._losses import expectile_loss
-from .._networks import AbstractAnchorPolicy, ValueNetwork
+from .._networks import AbstractAnchorPolicy
 from .._optim import apply_grads, make_optimizer, ordered_after
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
 from ..data._transitions import Transitions
-from ._iql_losses import initial_value_state
+from ._iql_losses import ValueLearnerState, initial_value_state
 
 
-class AnchorState(eqx.Module):
+class AnchorState(ValueLearnerState):
     """Everything Stage I trains, plus optimiser states and the step counter.
 
     **Fields:**
@@ -36,14 +34,7 @@ class AnchorState(eqx.Module):
     - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer).
     """
 
-    policy: AbstractAnchorPolicy
-    critic: CriticEnsemble
-    target_critic: CriticEnsemble
-    value: ValueNetwork
-    policy_opt: optax.OptState
-    critic_opt: optax.OptState
-    value_opt: optax.OptState
-    step: Int[Array, ""]
+    policy: AbstractAnchorPolicy  # the shared layout's `policy`, narrowed (its place kept)
 
 
 class Anchor(Learner):
@@ -84,13 +75,8 @@ class Anchor(Learner):
     def policies(
         self, state: AnchorState, normalizer: ObservationNormalizer
     ) -> dict[str, BatchPolicy]:
-        """`{"base": pi_base}` behind the observation normaliser.
-
-        **Arguments:** `state`, an `AnchorState`; `normalizer`, the dataset's observation
-        normaliser.
-
-        **Returns:** `{"base": BasePolicy(normalizer, state.policy)}`.
-        """
+        """`{"base": BasePolicy(normalizer, state.policy)}`: Stage I's deployable policy,
+        `pi_base` on raw observations (`normalizer`, the dataset's), from an `AnchorState`."""
         return {"base": BasePolicy(normalizer, state.policy)}
 
     def init(self, key: PRNGKeyArray, previous: None = None) -> AnchorState:
