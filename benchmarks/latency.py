@@ -3,7 +3,12 @@
 For each variant (SPAR-MLP, SPAR-PROJ; gate on) and each path, a fresh process builds the
 deployed policy at the paper's sizes (10 critics, 256 units; the gate scores 10 candidates with
 4 critics) on Hopper's shapes (11-d observations, 3-d actions), warms the path up, then times
-`--calls` calls on one state each, waiting for each result. The paths:
+`--calls` calls on one state each, waiting for each result. `--variants` also takes the flow
+rows (`VARIANTS`): `mlp_flow_anchor` and `proj_flow_anchor`, SPAR on a flow anchor (every
+`pi_base(s)` an integration of 10 Euler steps, once per call), `proj_flow`, SPAR-PROJ with the
+flow residual generator (the gate's candidates are integrated noises), and `fql`, FQL's
+deployed one-step policy (one MLP, no integration: the flow it distils is not called). The
+paths:
 
 - `compiled`: `deployed.act(observation, key)` with `deployed = policy.compile(observation)`,
   the control-loop path (partitioned and compiled once; the same actions as `act`, bit for bit);
@@ -26,6 +31,7 @@ Usage (from the repository root):
 
     python benchmarks/latency.py --json benchmarks/results/latency_cpu.json
     python benchmarks/latency.py --variants proj --paths compiled --calls 3000
+    python benchmarks/latency.py --variants mlp mlp_flow_anchor proj_flow fql --paths compiled
     python benchmarks/latency.py --compilation-cache /tmp/spar-jax-cache  # twice: warm cache
 """
 
@@ -40,6 +46,16 @@ from _record import write_record
 
 OBS, ACT = 11, 3
 PATHS = ("compiled", "act")
+_FLOW_ANCHOR = {"anchor.base_policy": "flow"}
+# variant -> (algorithm, hyperparameter overrides, the deployed policy's name in `policies`).
+VARIANTS: dict[str, tuple[str, dict, str]] = {
+    "mlp": ("spar", {"residual.variant": "mlp"}, "spar"),
+    "proj": ("spar", {"residual.variant": "proj"}, "spar"),
+    "mlp_flow_anchor": ("spar", {**_FLOW_ANCHOR, "residual.variant": "mlp"}, "spar"),
+    "proj_flow_anchor": ("spar", {**_FLOW_ANCHOR, "residual.variant": "proj"}, "spar"),
+    "proj_flow": ("spar", {"residual.variant": "proj", "residual.generator": "flow"}, "spar"),
+    "fql": ("fql", {}, "fql"),
+}
 
 
 def _peak_mb() -> float:
@@ -47,8 +63,9 @@ def _peak_mb() -> float:
 
 
 def build_policy(variant: str, obs_dim: int = OBS, act_dim: int = ACT):
-    """The deployed `SPARPolicy` of `ALGORITHMS["spar"]` for `variant`, as from a checkpoint,
-    for `obs_dim`-d observations and `act_dim`-d actions (Hopper's by default)."""
+    """The deployed policy of `variant` (`VARIANTS`: a `SPARPolicy`, or FQL's one-step policy),
+    as from a checkpoint, for `obs_dim`-d observations and `act_dim`-d actions (Hopper's by
+    default)."""
     import equinox as eqx
     import jax
     import jax.random as jr
@@ -58,16 +75,19 @@ def build_policy(variant: str, obs_dim: int = OBS, act_dim: int = ACT):
     from spar_eqx._hyper import replace
     from spar_eqx.data import ObservationNormalizer
 
-    algo = ALGORITHMS["spar"]
-    config = replace(algo.config(), {"residual.variant": variant})
-    anchor, rectifier = algo.build(config, obs_dim, act_dim)
+    name, overrides, deployed_name = VARIANTS[variant]
+    algo = ALGORITHMS[name]
+    learners = algo.build(replace(algo.config(), overrides), obs_dim, act_dim)
 
-    def deployed(key_a, key_r):
-        stage2 = rectifier.init(key_r, anchor.init(key_a))
-        return rectifier.spar_policy(stage2, ObservationNormalizer.identity(obs_dim))
+    def deployed(*keys):
+        state = None
+        for learner, key in zip(learners, keys, strict=True):
+            state = learner.init(key, state)
+        normalizer = ObservationNormalizer.identity(obs_dim)
+        return learners[-1].policies(state, normalizer)[deployed_name]
 
     key = jr.wrap_key_data(np.zeros(2, np.uint32))
-    skeleton = eqx.filter_eval_shape(deployed, key, key)
+    skeleton = eqx.filter_eval_shape(deployed, *[key] * len(learners))
     rng = np.random.default_rng(0)
 
     def fill(x):  # uniform in +-1/sqrt(fan-in), the scale of Equinox's default initialisation
@@ -121,7 +141,7 @@ def measure(variant: str, path: str, calls: int, warmup: int, cache: str | None 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=["mlp", "proj"])
+    parser.add_argument("--variants", nargs="+", default=["mlp", "proj"], choices=VARIANTS)
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--calls", type=int, default=1500)
     parser.add_argument("--warmup", type=int, default=100)
@@ -135,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     print(
-        f"{'variant':<8}{'path':<10}{'median ms':>11}{'p99 ms':>9}{'peak MB':>9}{'import MB':>11}"
+        f"{'variant':<18}{'path':<10}{'median ms':>11}{'p99 ms':>9}{'peak MB':>9}{'import MB':>11}"
     )
     for variant in args.variants:
         for path in args.paths:
@@ -147,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
             print(
-                f"{variant:<8}{path:<10}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}"
+                f"{variant:<18}{path:<10}{row['median_ms']:>11.3f}{row['p99_ms']:>9.3f}"
                 f"{row['peak_mb']:>9.0f}{row['import_mb']:>11.0f}"
             )
     if args.json:

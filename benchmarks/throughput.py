@@ -24,7 +24,17 @@ How close to the hardware. `gflop_per_update` is XLA's own FLOP count of one upd
 that makes at the measured speed, and the header gives this machine's float32 matmul rate
 (dependent 256- and 1024-square products under `jax.jit`) to hold it against. Learners with a
 `lax.cond` (SPAR-PROJ's periodic projection, TD3+BC's and ReBRAC's delayed actor) get no
-count: XLA counts both branches on every pass.
+count: XLA counts both branches on every pass. A flow's Euler loop (a `fori_loop`) is counted
+like the scan, once, whatever its steps: the flow rows' counts are lower bounds.
+
+The flow and FQL rows (`stage1_flow`, `mlp_flow_anchor`, `proj_flow_anchor`, `proj_flow`,
+`plas_flow`, `fql`; see `LEARNER_ROWS`) measure what a flow costs per update against the row
+without it (Table 11 of the paper is the deployed policy's latency: `latency.py`). FQL runs at
+its own defaults (512 x 4 GELU networks, 2 critics, batch 256, 10 flow steps). Its reference
+implementation (github.com/seohongpark/fql) publishes no updates-per-second or wall-clock
+figure in its README, and we found no such figure in the FQL paper (arXiv 2502.02538) to cite,
+so no published number is printed beside the `fql` row: compare it with the other rows of the
+same run (or time the reference code on the same machine).
 
 `--profile DIR` writes, for every program, its optimised HLO (`DIR/<name>-<seeds>.hlo.txt`) and
 prints an op census beside it (dots, fusions, copies, transposes: where two programs doing the
@@ -67,19 +77,30 @@ from spar_eqx._learner import hyperparameter_arrays
 from spar_eqx._train._chunk import init_states, run_chunk, stack
 from spar_eqx.data import Transitions
 
-NAMES = (
-    "reference",
-    "reference_full",
-    "stage1",
-    "stage1_const",
-    "mlp",
-    "proj",
-    "plas",
-    "bc",
-    "iql",
-    "td3bc",
-    "rebrac",
-)
+_FLOW_ANCHOR = {"anchor.base_policy": "flow"}
+# A learner row: (algorithm, hyperparameter overrides, stage timed). A Stage II row starts
+# from Stage I's initial state. The flow rows: `stage1_flow` trains a flow anchor (flow
+# matching, no integration: Stage I bootstraps from V); `mlp_flow_anchor` and
+# `proj_flow_anchor` are Stage II on it, where every update integrates `pi_base(s)` for the
+# whole batch (10 Euler steps inside the compiled update); `proj_flow` and `plas_flow` use
+# the flow residual generator (`--generator flow`) on the default anchor.
+LEARNER_ROWS: dict[str, tuple[str, dict[str, Any], int]] = {
+    "stage1": ("spar", {}, 0),
+    "stage1_flow": ("spar", _FLOW_ANCHOR, 0),
+    "mlp": ("spar", {"residual.variant": "mlp"}, 1),
+    "mlp_flow_anchor": ("spar", {**_FLOW_ANCHOR, "residual.variant": "mlp"}, 1),
+    "proj": ("spar", {"residual.variant": "proj"}, 1),
+    "proj_flow_anchor": ("spar", {**_FLOW_ANCHOR, "residual.variant": "proj"}, 1),
+    "proj_flow": ("spar", {"residual.variant": "proj", "residual.generator": "flow"}, 1),
+    "plas": ("spar", {"residual.variant": "plas"}, 1),
+    "plas_flow": ("spar", {"residual.variant": "plas", "residual.generator": "flow"}, 1),
+    "bc": ("bc", {}, 0),
+    "iql": ("iql", {}, 0),
+    "td3bc": ("td3bc", {}, 0),
+    "rebrac": ("rebrac", {}, 0),
+    "fql": ("fql", {}, 0),
+}
+NAMES = ("reference", "reference_full", "stage1", "stage1_const", *list(LEARNER_ROWS)[1:])
 OBS, ACT, ROWS = 17, 6, 100_000
 
 
@@ -107,21 +128,14 @@ def _learner_and_states(name: str, seeds: int):
         anchor = ALGORITHMS["spar"].build(config, OBS, ACT)[0]
         keys = jax.vmap(jr.key)(jnp.arange(seeds))
         return anchor, init_states(anchor, keys), config.batch_size
-    if name in ("stage1", "mlp", "proj", "plas"):
-        algo = ALGORITHMS["spar"]
-        config = algo.config()
-        if name != "stage1":
-            config = replace(config, {"residual.variant": name})
-    else:
-        algo = ALGORITHMS[name]
-        config = algo.config()
+    algorithm, overrides, stage = LEARNER_ROWS[name]
+    algo = ALGORITHMS[algorithm]
+    config = replace(algo.config(), overrides) if overrides else algo.config()
     learners = [stack([hyperparameter_arrays(lr)] * seeds) for lr in algo.build(config, OBS, ACT)]
     keys = jax.vmap(jr.key)(jnp.arange(seeds))
     states = init_states(learners[0], keys)
-    stage = 0
-    if name in ("mlp", "proj", "plas"):
+    if stage == 1:
         states = init_states(learners[1], keys, states)
-        stage = 1
     return learners[stage], states, config.batch_size
 
 
@@ -141,7 +155,7 @@ def learner_program(name: str, seeds: int, data, chunk: int) -> Program:
     learner, states, batch_size = _learner_and_states(name, seeds)
     keys = jax.vmap(jr.key)(jnp.arange(seeds))
     # SPAR-PLAS: its second (latent policy) phase; every other learner has one phase.
-    phase = 1 if name == "plas" else 0
+    phase = 1 if name.startswith("plas") else 0
     static = dict(stage_steps=2 * chunk, phase=phase, num_steps=chunk, batch_size=batch_size)
     started = time.perf_counter()
     compiled = run_chunk.lower(learner, states, data, keys, **static).compile()

@@ -52,6 +52,38 @@ def test_every_script_imports_and_answers_help(name, capsys):
     assert "".join(first_line.split()) in "".join(out.split())  # argparse rewraps it
 
 
+def test_every_throughput_row_builds_its_learners():
+    """Each learner row of `throughput.py` names a registered algorithm, valid overrides and
+    a stage it has (building learners allocates no network)."""
+    from spar_eqx import ALGORITHMS
+    from spar_eqx._hyper import replace
+
+    throughput = _script("throughput")
+    assert set(throughput.LEARNER_ROWS) <= set(throughput.NAMES)
+    for name, (algorithm, overrides, stage) in throughput.LEARNER_ROWS.items():
+        algo = ALGORITHMS[algorithm]
+        learners = algo.build(replace(algo.config(), overrides), 3, 2)
+        assert stage < len(learners), name
+
+
+@pytest.mark.parametrize("variant", ["mlp_flow_anchor", "proj_flow", "fql"])
+def test_latency_builds_the_flow_and_fql_policies(variant):
+    """The new `latency.py` variants build their deployed policy as from a checkpoint (shapes
+    only, then filled: nothing is compiled), a flow anchor's or generator's in place."""
+    from spar_eqx._acting import ActingPolicy
+    from spar_eqx._flow import FlowPolicy, ResidualFlow
+    from spar_eqx._learners.fql import FQLPolicy
+
+    policy = _script("latency").build_policy(variant, 3, 2)
+    assert isinstance(policy, ActingPolicy)
+    if variant == "fql":
+        assert isinstance(policy, FQLPolicy)
+    elif variant == "proj_flow":
+        assert isinstance(policy.residual, ResidualFlow)
+    else:
+        assert isinstance(policy.base, FlowPolicy)
+
+
 # ------------------------------------------------------------------ _stats.median_interval
 
 ratios_lists = st.lists(

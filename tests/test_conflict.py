@@ -167,7 +167,7 @@ def _run(variant, **overrides):
     learner = _learner(_config(variant, lambda_g=1.0, filtering=filtering, **overrides))
     state = learner.init(jr.key(0), _anchor())
     if variant == "plas":
-        state = eqx.tree_at(lambda s: s.cvae, state, _identity_decoder(state.cvae))
+        state = eqx.tree_at(lambda s: s.generator, state, _identity_decoder(state.generator))
         batch = _batch(np.array([[-0.3, -0.2]]))
     elif variant == "mlp":
         batch = _batch(np.array([[-0.3, -0.2]]))

@@ -151,10 +151,10 @@ def _checks_mlp(old, new):
 
 
 def _checks_proj(old, new):
-    expected = polyak(old.target_cvae, new.cvae, PROJ_TAU)
+    expected = polyak(old.target_generator, new.generator, PROJ_TAU)
     return {
         "anchor_same": _same(old.anchor, new.anchor),
-        "target_polyak_error": _max_abs_diff(new.target_cvae, expected),
+        "target_polyak_error": _max_abs_diff(new.target_generator, expected),
         "step_inc": new.step - old.step,
     }
 
@@ -162,7 +162,7 @@ def _checks_proj(old, new):
 def _checks_plas(old, new):
     return {
         "anchor_same": _same(old.anchor, new.anchor),
-        "cvae_same": _same((old.cvae, old.cvae_opt), (new.cvae, new.cvae_opt)),
+        "cvae_same": _same((old.generator, old.generator_opt), (new.generator, new.generator_opt)),
         "latent_same": _same(
             (old.latent_policy, old.latent_opt), (new.latent_policy, new.latent_opt)
         ),
@@ -193,8 +193,8 @@ def _chunk(learner, method: str, steps: int, check):
 
 # Parts of a Stage II state to differentiate the stage's loss against.
 _ANCHOR = lambda s: s.anchor
-_ANCHOR_AND_TARGET = lambda s: (s.anchor, s.target_cvae)
-_POLICY_AND_CVAE = lambda s: (s.anchor.policy, s.cvae)
+_ANCHOR_AND_TARGET = lambda s: (s.anchor, s.target_generator)
+_POLICY_AND_CVAE = lambda s: (s.anchor.policy, s.generator)
 
 
 @functools.cache
@@ -337,10 +337,10 @@ def test_self_imitation_pulls_the_decoder_shift_towards_the_weighted_combination
     # is pulled from its omega-weighted output to the weighted candidate combination.
     config = _config("proj", temperature=0.3)
     state = _learner(config).init(jr.key(0), _anchor())
-    target = _shift_decoder(state.cvae, [0.4, 0.2])
+    target = _shift_decoder(state.generator, [0.4, 0.2])
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(BATCH, OBS)), jnp.float32)
     omega, grad, expected = _self_imitation_pull(
-        state.cvae, target, _anchor(), obs, config, jr.key(3)
+        state.generator, target, _anchor(), obs, config, jr.key(3)
     )
     rows = np.asarray(omega.sum(-1)) > 0
     assert rows.any()
@@ -368,8 +368,8 @@ def _proj_probe(shift, seed=1):
     the online one shifted by `shift`."""
     learner = _proj_probe_learner()
     state = learner.init(jr.key(0), _anchor())
-    assert isinstance(state, PROJState) and tree_equal_bits(state.cvae, state.target_cvae)
-    state = eqx.tree_at(lambda s: s.target_cvae, state, _shift_decoder(state.cvae, shift))
+    assert isinstance(state, PROJState) and tree_equal_bits(state.generator, state.target_generator)
+    state = eqx.tree_at(lambda s: s.target_generator, state, _shift_decoder(state.generator, shift))
     run = _chunk(learner, "update", STEPS, _checks_proj)
     return state, *run(state, _batch(np.zeros((1, ACT))), jr.key(seed))
 
@@ -392,7 +392,10 @@ def test_proj_self_imitation_imitates_better_candidates():
     z = jnp.asarray(np.random.default_rng(42).normal(size=(256, LATENT)), jnp.float32)
 
     def gap(s):  # mean squared distance between online and target decoded residuals
-        online, target = np.asarray(_decode(s.cvae, z)), np.asarray(_decode(s.target_cvae, z))
+        online, target = (
+            np.asarray(_decode(s.generator, z)),
+            np.asarray(_decode(s.target_generator, z)),
+        )
         return np.mean(np.sum(np.square(online - target), -1))
 
     before, after = gap(start), gap(state)
@@ -423,7 +426,7 @@ def test_proj_self_imitation_ignores_worse_candidates():
     start, state, metrics = _proj_probe([-3.0, -3.0])
     assert np.all(np.asarray(metrics["states_with_targets"]) == 0)
     assert np.all(np.asarray(metrics["self_imitation_loss"]) == 0)
-    assert tree_equal_bits(state.cvae, start.cvae)
+    assert tree_equal_bits(state.generator, start.generator)
 
 
 @pytest.mark.parametrize("elbo", [False, True])
@@ -433,7 +436,9 @@ def test_proj_loss_gradient_never_reaches_the_anchor_or_the_target(elbo):
     # gradient, with and without the weighted ELBO.
     learner = _learner(_config("proj")) if elbo else _proj_probe_learner()
     state = learner.init(jr.key(0), _anchor())
-    state = eqx.tree_at(lambda s: s.target_cvae, state, _shift_decoder(state.cvae, [0.6, 0.6]))
+    state = eqx.tree_at(
+        lambda s: s.target_generator, state, _shift_decoder(state.generator, [0.6, 0.6])
+    )
     batch = _batch(np.array([[0.3, 0.1], [-0.2, 0.1], [0.2, -0.3]]))
     anchor_grads, target_grads = _loss_grad(learner, "update", _ANCHOR_AND_TARGET)(
         state, batch, jr.key(0)
@@ -454,7 +459,7 @@ def _elbo_parts(cvae, obs, base, residual, weights, scales, config, key):
 
 def test_kl_is_never_weighted():
     config = _config("proj")
-    cvae = _learner(config).init(jr.key(0), _anchor()).cvae
+    cvae = _learner(config).init(jr.key(0), _anchor()).generator
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.normal(size=(BATCH, OBS)), jnp.float32)
     base = jnp.asarray(rng.uniform(-0.5, 0.5, size=(BATCH, ACT)), jnp.float32)
@@ -520,16 +525,18 @@ def test_plas_latent_phase_reaches_the_best_action_through_a_frozen_decoder():
     learner = _learner(_config("plas", lambda_g=1.0))
     state = learner.init(jr.key(0), _anchor())
     assert isinstance(state, PLASState)
-    state = eqx.tree_at(lambda s: s.cvae, state, _identity_decoder(state.cvae))
+    state = eqx.tree_at(lambda s: s.generator, state, _identity_decoder(state.generator))
     batch = _batch(np.zeros((1, ACT)))
     new, metrics = _chunk(learner, "update_latent", STEPS, _checks_plas)(state, batch, jr.key(1))
     # Every step: CVAE (and its optimiser state) and anchor untouched, latent policy trained.
     assert np.all(np.asarray(metrics["cvae_same"])) and np.all(np.asarray(metrics["anchor_same"]))
     assert not np.any(np.asarray(metrics["latent_same"][:10]))
-    assert tree_equal_bits(new.cvae, state.cvae) and tree_equal_bits(new.anchor, _anchor())
+    assert tree_equal_bits(new.generator, state.generator) and tree_equal_bits(
+        new.anchor, _anchor()
+    )
     base = jnp.asarray(_base(), jnp.float32)
     z = new.latent_policy(jnp.asarray(STATE), base)
-    action = _anchor().clip(base + new.cvae.decode(jnp.asarray(STATE), base, z))
+    action = _anchor().clip(base + new.generator.decode(jnp.asarray(STATE), base, z))
     np.testing.assert_allclose(action, CORNER, atol=1e-6)
     guide_q = np.asarray(metrics["guide_q"])
     best, _ = _q_rob(CORNER[None], GUIDE, 0.5)
@@ -566,7 +573,7 @@ def test_training_is_deterministic_under_a_fixed_key():
     first = _proj_probe([0.6, 0.6], seed=5)
     assert tree_equal_bits(first, _proj_probe([0.6, 0.6], seed=5))
     other = _proj_probe([0.6, 0.6], seed=6)
-    assert not tree_equal_bits(first[1].cvae, other[1].cvae)  # the key matters (latents)
+    assert not tree_equal_bits(first[1].generator, other[1].generator)  # the key matters (latents)
     assert tree_equal_bits(_mlp_guide_run(seed=3)[3], _mlp_guide_run(seed=3)[3])
 
 

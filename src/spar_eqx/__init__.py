@@ -56,7 +56,13 @@ if TYPE_CHECKING:
         evaluate as evaluate,
         make_env as make_env,
     )
+    from ._flow import (
+        FlowPolicy as FlowPolicy,
+        ResidualFlow as ResidualFlow,
+        VelocityField as VelocityField,
+    )
     from ._gate import GateDecision as GateDecision, gate as gate
+    from ._generator import AbstractResidualGenerator as AbstractResidualGenerator
     from ._intervals import (
         Interval as Interval,
         iqm as iqm,
@@ -65,8 +71,16 @@ if TYPE_CHECKING:
         stratified_interval as stratified_interval,
     )
     from ._learner import Learner as Learner, Phase as Phase, TrainingBatch as TrainingBatch
+    from ._learners._td3 import AbstractTD3 as AbstractTD3, TD3State as TD3State
     from ._learners.anchor import Anchor as Anchor, AnchorState as AnchorState
     from ._learners.bc import BC as BC, BCConfig as BCConfig, BCState as BCState
+    from ._learners.fql import (
+        FQL as FQL,
+        FQLConfig as FQLConfig,
+        FQLPolicy as FQLPolicy,
+        FQLState as FQLState,
+        OneStepPolicy as OneStepPolicy,
+    )
     from ._learners.iql import IQL as IQL, IQLConfig as IQLConfig, IQLState as IQLState
     from ._learners.rebrac import (
         ReBRAC as ReBRAC,
@@ -93,6 +107,7 @@ if TYPE_CHECKING:
         weighted_reconstruction as weighted_reconstruction,
     )
     from ._networks import (
+        AbstractAnchorPolicy as AbstractAnchorPolicy,
         DeterministicPolicy as DeterministicPolicy,
         QNetwork as QNetwork,
         TanhGaussianPolicy as TanhGaussianPolicy,

@@ -24,6 +24,11 @@ from ._weighting import FILTERINGS, SENSITIVITIES
 Variant = Literal["mlp", "proj", "plas", "auto"]
 VARIANTS = ("mlp", "proj", "plas", "auto")
 SELF_IMITATION = ("literal", "convex")
+PLAS_OBJECTIVES = ("literal", "fit")
+# The names of `spar_eqx._components.ANCHOR_POLICIES` and `GENERATORS` (kept here so that
+# reading a config does not import the networks).
+BASE_POLICIES = ("deterministic", "gaussian", "flow")
+GENERATOR_KINDS = ("cvae", "flow")
 
 
 # One flag, one field in each of two stages: declared once so the twins cannot drift apart.
@@ -31,6 +36,15 @@ def _grad_clip():
     return hyper(
         1.0, "--grad-clip", "global-norm gradient clip, both stages",
         paper="Table 7, *Gradient clipping* (global norm)", paper_value=1.0,
+    )  # fmt: skip
+
+
+def _flow_steps():
+    return hyper(
+        10, "--flow-steps", "Euler steps of every flow (a flow anchor, a flow generator)",
+        static=True,
+        paper="not in the paper (C.2.4 gives no integrator); FQL's `flow_steps` (Park et al. "
+              "2025)", paper_value=10,
     )  # fmt: skip
 
 
@@ -57,7 +71,8 @@ class AnchorConfig(eqx.Module):
     **Fields** (flag, default, source):
 
     - `base_policy` (`--base-policy`, `"deterministic"`; `"gaussian"` for Adroit and AntMaze,
-      Table 8)
+      Table 8; `"flow"`, a flow-matching anchor, Appendix C.2.4 and `spar_eqx.FlowPolicy`)
+    - `flow_steps` (`--flow-steps`, 10): Euler steps of a flow anchor (FQL's `flow_steps`)
     - `num_critics` (`--critics`, 10, Table 7)
     - `width`, `depth` (`--hidden` 256, `--layers` 2, Table 7)
     - `learning_rate` (`--lr`, 3e-4), `grad_clip` (`--grad-clip`, 1.0), `gamma` (`--gamma`,
@@ -67,12 +82,13 @@ class AnchorConfig(eqx.Module):
     - `q_target` (`--q-target`, `"value"`), `polyak` (`--polyak`, 0.005)
     """
 
-    base_policy: Literal["deterministic", "gaussian"] = hyper(
-        "deterministic", "--base-policy", "BC anchor: 'deterministic' or 'gaussian'",
-        static=True, choices=("deterministic", "gaussian"),
+    base_policy: Literal["deterministic", "gaussian", "flow"] = hyper(
+        "deterministic", "--base-policy", "BC anchor: 'deterministic', 'gaussian' or 'flow'",
+        static=True, choices=BASE_POLICIES,
         paper="C.1.2, *Policy type*: deterministic on MuJoCo, Gaussian on Adroit and AntMaze "
-              "(`--preset`)",
+              "(`--preset`); a flow-matching base in Appendix C.2.4 (Tables 12, 13)",
     )  # fmt: skip
+    flow_steps: int = _flow_steps()
     num_critics: int = hyper(
         10, "--critics", "critic ensemble size M", static=True,
         paper="Table 7, *Total critics*", paper_value=10,
@@ -116,9 +132,14 @@ class AnchorConfig(eqx.Module):
     )  # fmt: skip
 
     def __check_init__(self):
-        check_choice("base_policy", self.base_policy, ("deterministic", "gaussian"))
+        check_choice("base_policy", self.base_policy, BASE_POLICIES)
         check_choice("q_target", self.q_target, ("value", "policy"))
-        check_count(num_critics=self.num_critics, width=self.width, depth=self.depth)
+        check_count(
+            num_critics=self.num_critics,
+            width=self.width,
+            depth=self.depth,
+            flow_steps=self.flow_steps,
+        )
         check_positive(learning_rate=self.learning_rate, grad_clip=self.grad_clip)
         check_unit(gamma=self.gamma, polyak=self.polyak)
         check_open_unit(expectile=self.expectile, critic_expectile=self.critic_expectile)
@@ -144,6 +165,10 @@ class ResidualConfig(eqx.Module):
 
     - `variant` (`--variant`, `"mlp"`): Stage II residual, Table 8; `"auto"` lets the trainer
       diagnose Stage I's anchors and choose `"mlp"` or `"proj"` (`spar_eqx.diagnostics`)
+    - `generator` (`--generator`, `"cvae"`): the residual generator of SPAR-PROJ and SPAR-PLAS,
+      the CVAE of eq. 8 or `"flow"`, a flow-matching generator (Appendix C.2.4,
+      `spar_eqx.ResidualFlow`); SPAR-MLP has none. `flow_steps` (`--flow-steps`, 10): its
+      Euler steps
     - `lambda_u` (`--lambda-u`, 0.5), `lambda_g` (`--lambda-g`, 0.5), `temperature`
       (`--temperature`, 1.0), `sensitivity` (`--weighting`, `"exp"`), `filtering`
       (`--filter`, `"hard"`): Table 8
@@ -162,6 +187,10 @@ class ResidualConfig(eqx.Module):
       describes
     - `latent_policy_depth` (`--latent-layers`, 2), `max_latent` (`--max-latent`, 2.0),
       `plas_vae_fraction` (`--plas-vae-fraction`, 0.5): SPAR-PLAS, Alg. 3
+    - `plas_objective` (`--plas-objective`, `"literal"`): SPAR-PLAS's latent loss, Algorithm 3's
+      `-lambda_g E[Q_rob]` alone (under Adam `lambda_g` then cancels, and 0 trains nothing), or
+      `"fit"`, `recon_weight E[w ||G(s, a_base, pi_z) - delta||^2] - lambda_g E[Q_rob]`, the
+      reading under which Table 4's three SPAR-PLAS rows differ
     - `log_conflict` (`--log-conflict`, False): also measure the gradient-conflict metrics of
       Section 4.3 (Table 3) on every Stage II guidance update and log them as `conflict_dd`
       and `conflict_vsd` (see `gradient_conflict`); off, the update is unchanged
@@ -175,6 +204,13 @@ class ResidualConfig(eqx.Module):
         choices=VARIANTS,
         paper="Table 8, *Arch*: MLP on MuJoCo medium-replay, PROJ elsewhere (`--preset`)",
     )
+    generator: Literal["cvae", "flow"] = hyper(
+        "cvae", "--generator", "residual generator of proj and plas: 'cvae' or 'flow'",
+        static=True, choices=GENERATOR_KINDS,
+        paper="Section 3.2.3 (a CVAE); flow-based generators in Appendix C.2.4 (Tables 12, 13)",
+        paper_value="cvae",
+    )  # fmt: skip
+    flow_steps: int = _flow_steps()
     lambda_u: Scalar = _lambda_u()
     lambda_g: Scalar = hyper(
         0.5, "--lambda-g", "guidance weight lambda_g",
@@ -260,6 +296,14 @@ class ResidualConfig(eqx.Module):
         2.0, "--max-latent", "SPAR-PLAS latent bound", static=True,
         paper="not in the paper (Algorithm 3 leaves the bound open)",
     )  # fmt: skip
+    plas_objective: Literal["literal", "fit"] = hyper(
+        "literal", "--plas-objective",
+        "SPAR-PLAS latent loss: 'literal' (-lambda_g Q_rob, Alg. 3) or 'fit' (weighted fit "
+        "+ lambda_g guidance, as eq. 7)",
+        static=True, choices=PLAS_OBJECTIVES,
+        paper="Algorithm 3 read literally (`literal`), or the reading under which Table 4's "
+              "SPAR-PLAS rows and Table 3's PLAS conflict exist (`fit`)",
+    )  # fmt: skip
     plas_vae_fraction: float = hyper(
         0.5, "--plas-vae-fraction", "SPAR-PLAS share of Stage II for the CVAE", static=True,
         paper="not in the paper (Algorithm 3 does not split Stage II's budget)",
@@ -277,6 +321,14 @@ class ResidualConfig(eqx.Module):
         check_choice("sensitivity", self.sensitivity, SENSITIVITIES)
         check_choice("filtering", self.filtering, FILTERINGS)
         check_choice("self_imitation", self.self_imitation, SELF_IMITATION)
+        check_choice("generator", self.generator, GENERATOR_KINDS)
+        check_choice("plas_objective", self.plas_objective, PLAS_OBJECTIVES)
+        if self.variant == "mlp" and self.generator != "cvae":
+            raise ValueError(
+                f"generator={self.generator!r} (--generator) is the residual generator of "
+                "SPAR-PROJ and SPAR-PLAS, but variant='mlp' has a deterministic residual and "
+                "no generator; choose --variant proj or plas, or drop --generator."
+            )
         check_positive(
             temperature=self.temperature,
             max_weight=self.max_weight,
@@ -294,6 +346,7 @@ class ResidualConfig(eqx.Module):
             num_candidates=self.num_candidates,
             projection_period=self.projection_period,
             latent_policy_depth=self.latent_policy_depth,
+            flow_steps=self.flow_steps,
         )
         check_non_negative(
             lambda_u=self.lambda_u,

@@ -10,7 +10,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._networks import QNetwork
+from ._networks import Activation, QNetwork
 
 
 class QStats(NamedTuple):
@@ -53,6 +53,7 @@ class CriticEnsemble(eqx.Module):
         *,
         key: PRNGKeyArray,
         layer_norm: bool = False,
+        activation: Activation = "relu",
     ):
         """**Arguments:**
 
@@ -60,11 +61,14 @@ class CriticEnsemble(eqx.Module):
         - `num_members`: `M >= 1` (10 in SPAR, Table 7; 2 for the baselines' clipped double Q).
         - `width`, `depth`: every member's hidden width and number of hidden layers.
         - `key`: split into `M` keys, one per member (keyword-only); members differ only by it.
-        - `layer_norm`: LayerNorm after every hidden ReLU (ReBRAC's critics).
+        - `layer_norm`: LayerNorm after every hidden activation (ReBRAC's and FQL's critics).
+        - `activation`: `"relu"` (default) or `"gelu"` (FQL's critics).
         """
         if num_members < 1:
             raise ValueError(f"num_members must be at least 1, got {num_members}.")
-        make = lambda k: QNetwork(obs_dim, act_dim, width, depth, key=k, layer_norm=layer_norm)
+        make = lambda k: QNetwork(
+            obs_dim, act_dim, width, depth, key=k, layer_norm=layer_norm, activation=activation
+        )
         self.members = eqx.filter_vmap(make)(jr.split(key, num_members))
 
     def __check_init__(self):

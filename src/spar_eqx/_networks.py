@@ -2,8 +2,14 @@
 
 Batches come from `jax.vmap`; ensembles from `eqx.filter_vmap` (see
 `spar_eqx.CriticEnsemble`). Every network is an MLP with ReLU hidden layers of
-`width` units, `depth` hidden layers deep.
+`width` units, `depth` hidden layers deep (GELU where a reference, FQL's, uses it).
+
+`AbstractAnchorPolicy` is the protocol of Stage I's anchor `pi_base`: the deterministic and
+Gaussian policies here and the flow-matching policy of `spar_eqx._flow` implement it.
 """
+
+import abc
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -11,16 +17,31 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._losses import bc_loss, bc_nll_loss
+
 _LOG_STD_MIN = -5.0
 _LOG_STD_MAX = 2.0
 _TANH_EPS = 1e-6
 _LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default, as in the ReBRAC reference
 
 
+Activation = Literal["relu", "gelu"]
+_ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu}
+
+
 def _mlp(
-    in_size: int, out_size: int | str, width: int, depth: int, key: PRNGKeyArray
+    in_size: int,
+    out_size: int | str,
+    width: int,
+    depth: int,
+    key: PRNGKeyArray,
+    activation: Activation = "relu",
 ) -> eqx.nn.MLP:
-    return eqx.nn.MLP(in_size, out_size, width, depth, activation=jax.nn.relu, key=key)
+    if activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}."
+        )
+    return eqx.nn.MLP(in_size, out_size, width, depth, activation=_ACTIVATIONS[activation], key=key)
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -29,7 +50,42 @@ def _check_sizes(**sizes: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value}.")
 
 
-class DeterministicPolicy(eqx.Module):
+class AbstractAnchorPolicy(eqx.Module):
+    """The anchor protocol: Stage I's behaviour-cloning policy `pi_base` (Section 3.1).
+
+    An implementation is a final `eqx.Module` acting on one normalised observation:
+
+    - `__call__(obs)` is what `pi_base(s)` means for Stages II and III: one deterministic
+      action in `[-max_action, max_action]` (the anchor is frozen after Stage I, and the
+      residual targets `a - pi_base(s)` and the gate's fallback must not change from call to
+      call). A stochastic anchor defines it as its mode (Gaussian) or as the sample of a fixed
+      noise (flow: the noise `0`, see `FlowPolicy`).
+    - `bc_loss(observations, actions, key)` is its pure behaviour-cloning loss on a batch
+      (Alg. 1 line 4: squared error, negative log-likelihood, or conditional flow matching),
+      unweighted, as Stage I requires.
+
+    **Fields** (abstract): `obs_dim`, `act_dim` and `max_action`, static.
+    """
+
+    obs_dim: eqx.AbstractVar[int]
+    act_dim: eqx.AbstractVar[int]
+    max_action: eqx.AbstractVar[float]
+
+    @abc.abstractmethod
+    def __call__(self, obs: Float[Array, " obs_dim"]) -> Float[Array, " act_dim"]:
+        """`pi_base(obs)`: one deterministic action for one normalised observation."""
+
+    @abc.abstractmethod
+    def bc_loss(
+        self,
+        observations: Float[Array, "batch obs_dim"],
+        actions: Float[Array, "batch act_dim"],
+        key: PRNGKeyArray,
+    ) -> Float[Array, ""]:
+        """The anchor's unweighted behaviour-cloning loss on a batch of data pairs."""
+
+
+class DeterministicPolicy(AbstractAnchorPolicy):
     """`a = max_action * tanh(MLP(s))`: the deterministic BC anchor `pi_base` (Alg. 1 line 4).
 
     SPAR's Stage I anchor on MuJoCo locomotion (C.1.2), and the actor of the BC, TD3+BC and
@@ -77,8 +133,23 @@ class DeterministicPolicy(eqx.Module):
         """
         return self.max_action * jnp.tanh(self.mlp(obs))
 
+    def bc_loss(
+        self,
+        observations: Float[Array, "batch obs_dim"],
+        actions: Float[Array, "batch act_dim"],
+        key: PRNGKeyArray,
+    ) -> Float[Array, ""]:
+        """Deterministic BC, `E ||pi(s) - a||^2` (Alg. 1 line 4; `spar_eqx.bc_loss`).
 
-class TanhGaussianPolicy(eqx.Module):
+        **Arguments:** `observations`, `actions`, a batch of data pairs; `key`, unused.
+
+        **Returns:** the scalar loss.
+        """
+        del key
+        return bc_loss(jax.vmap(self)(observations), actions)
+
+
+class TanhGaussianPolicy(AbstractAnchorPolicy):
     """A Gaussian squashed by tanh: `a = max_action * tanh(u)`, `u ~ N(mu(s), sigma(s)^2)`.
 
     Used as the stochastic BC anchor of Stage I on Adroit and AntMaze (C.1.2, trained by
@@ -174,6 +245,21 @@ class TanhGaussianPolicy(eqx.Module):
         scaled = jnp.clip(action / self.max_action, -1.0 + _TANH_EPS, 1.0 - _TANH_EPS)
         return _squashed_log_prob(jnp.arctanh(scaled), mean, log_std, self.max_action)
 
+    def bc_loss(
+        self,
+        observations: Float[Array, "batch obs_dim"],
+        actions: Float[Array, "batch act_dim"],
+        key: PRNGKeyArray,
+    ) -> Float[Array, ""]:
+        """Maximum-likelihood BC, `-E log pi(a | s)` (C.1.2; `spar_eqx.bc_nll_loss`).
+
+        **Arguments:** `observations`, `actions`, a batch of data pairs; `key`, unused.
+
+        **Returns:** the scalar loss.
+        """
+        del key
+        return bc_nll_loss(jax.vmap(self.log_prob)(observations, actions))
+
 
 def _squashed_log_prob(u, mean, log_std, max_action) -> Float[Array, ""]:
     gauss = -0.5 * (((u - mean) / jnp.exp(log_std)) ** 2 + 2.0 * log_std + jnp.log(2.0 * jnp.pi))
@@ -218,6 +304,7 @@ class QNetwork(eqx.Module):
     - `obs_dim`, `act_dim`: sizes of `s` and `a`.
     - `width`, `depth`: hidden width and number of hidden layers (256 and 2 by default).
     - `layer_norm`: whether to normalise each hidden layer (default False: a plain MLP).
+    - `activation`: `"relu"` (default) or `"gelu"` (FQL's critics: Dense, GELU, LayerNorm).
     - `key`: the initialisation key.
     """
 
@@ -226,6 +313,7 @@ class QNetwork(eqx.Module):
     obs_dim: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
     layer_norm: bool = eqx.field(static=True)
+    activation: Activation = eqx.field(static=True, default="relu")
 
     def __init__(
         self,
@@ -236,10 +324,12 @@ class QNetwork(eqx.Module):
         *,
         key: PRNGKeyArray,
         layer_norm: bool = False,
+        activation: Activation = "relu",
     ):
         _check_sizes(obs_dim=obs_dim, act_dim=act_dim, width=width, depth=depth)
-        self.mlp = _mlp(obs_dim + act_dim, "scalar", width, depth, key)
+        self.mlp = _mlp(obs_dim + act_dim, "scalar", width, depth, key, activation)
         self.layer_norm = bool(layer_norm)
+        self.activation = activation
         self.norms = (
             tuple(eqx.nn.LayerNorm(width, eps=_LAYER_NORM_EPS) for _ in range(depth))
             if self.layer_norm
@@ -258,5 +348,5 @@ class QNetwork(eqx.Module):
         if not self.layer_norm:
             return self.mlp(x)
         for linear, norm in zip(self.mlp.layers[:-1], self.norms, strict=True):
-            x = norm(jax.nn.relu(linear(x)))
+            x = norm(_ACTIVATIONS[self.activation](linear(x)))
         return self.mlp.layers[-1](x)

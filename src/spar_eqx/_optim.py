@@ -28,6 +28,19 @@ def init_opt(optimizer: optax.GradientTransformation, model) -> optax.OptState:
     return optimizer.init(trainable(model))
 
 
+def initial_state(state_cls: type, optimizers: dict[str, optax.GradientTransformation], **modules):
+    """A learner's first state: `state_cls(**modules, <name>_opt=..., step=0)`.
+
+    **Arguments:** `state_cls`, the learner's state class; `optimizers`, `{name: optimiser}`
+    for each trained module (its state goes in the field `<name>_opt`); `modules`, every
+    module field (target copies included).
+
+    **Returns:** the state, its step an int32 zero.
+    """
+    opt_states = {f"{name}_opt": init_opt(opt, modules[name]) for name, opt in optimizers.items()}
+    return state_cls(**modules, **opt_states, step=jnp.zeros((), jnp.int32))
+
+
 def optimizer_update(optimizer: optax.GradientTransformation, grads, opt_state, params):
     """`optimizer.update`, allowed optax's own dtype promotion.
 

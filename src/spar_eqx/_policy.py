@@ -10,20 +10,22 @@ from ._acting import ActingPolicy
 from ._config import GateConfig
 from ._ensemble import CriticEnsemble
 from ._gate import gate
-from ._networks import DeterministicPolicy, TanhGaussianPolicy
-from ._residual import LatentPolicy, ResidualCVAE, ResidualMLP
+from ._generator import AbstractResidualGenerator
+from ._networks import AbstractAnchorPolicy
+from ._residual import LatentPolicy, ResidualMLP
 from .data._normalize import ObservationNormalizer
 
 
 class PLASResidual(eqx.Module):
-    """SPAR-PLAS's residual: `delta = decoder(s, a_base, pi_z(s, a_base))` (Algorithm 3).
+    """SPAR-PLAS's residual: `delta = G(s, a_base, pi_z(s, a_base))` (Algorithm 3).
 
-    **Fields:** `latent_policy`, the trained `LatentPolicy` `pi_z`; `cvae`, the frozen
-    `ResidualCVAE` whose decoder maps its latent to a residual.
+    **Fields:** `latent_policy`, the trained `LatentPolicy` `pi_z`; `generator`, the frozen
+    residual generator (`ResidualCVAE`: its decoder; `ResidualFlow`: its integration) that
+    maps the latent to a residual.
     """
 
     latent_policy: LatentPolicy
-    cvae: ResidualCVAE
+    generator: AbstractResidualGenerator
 
     def __call__(
         self, obs: Float[Array, " obs_dim"], base_action: Float[Array, " act_dim"]
@@ -32,7 +34,7 @@ class PLASResidual(eqx.Module):
 
         **Returns:** the residual `delta`, shape `(act_dim,)`, deterministic.
         """
-        return self.cvae.decode(obs, base_action, self.latent_policy(obs, base_action))
+        return self.generator.generate(obs, base_action, self.latent_policy(obs, base_action))
 
 
 class SPARPolicy(ActingPolicy):
@@ -40,7 +42,8 @@ class SPARPolicy(ActingPolicy):
 
     Takes raw observations (it owns its `ObservationNormalizer`). Candidates:
     SPAR-MLP and SPAR-PLAS propose their one deterministic residual; SPAR-PROJ
-    decodes `gate.num_candidates` prior latents. The gate (eq. 12) scores them
+    generates `gate.num_candidates` residuals from prior noises (decoded by the CVAE, or
+    integrated by a flow). The gate (eq. 12) scores them
     with `critic` (the gate subset) and falls back to `a_base` exactly when the
     thresholds fail. Without the gate, SPAR-PROJ uses the prior mean `z = 0`.
     Actions are clipped to `[-max_action, max_action]`.
@@ -51,9 +54,9 @@ class SPARPolicy(ActingPolicy):
     **Fields:**
 
     - `normalizer`: the dataset's `ObservationNormalizer` (raw observations in).
-    - `base`: the frozen BC anchor `pi_base` (Stage I).
-    - `residual`: a `ResidualMLP`, a `ResidualCVAE` (SPAR-PROJ) or a `PLASResidual`
-      (Stage II); it decides `variant`.
+    - `base`: the frozen BC anchor `pi_base` (Stage I), an `AbstractAnchorPolicy`.
+    - `residual`: a `ResidualMLP`, a residual generator (SPAR-PROJ: `ResidualCVAE` or
+      `ResidualFlow`) or a `PLASResidual` (Stage II); it decides `variant`.
     - `critic`: the gate's critic subset (`M_rect` members, Table 7).
     - `gate_config`: the `GateConfig` of Stage III (`lambda_u`, thresholds, `K`).
 
@@ -61,8 +64,8 @@ class SPARPolicy(ActingPolicy):
     """
 
     normalizer: ObservationNormalizer
-    base: DeterministicPolicy | TanhGaussianPolicy
-    residual: ResidualMLP | ResidualCVAE | PLASResidual
+    base: AbstractAnchorPolicy
+    residual: ResidualMLP | AbstractResidualGenerator | PLASResidual
     critic: CriticEnsemble
     gate_config: GateConfig
 
@@ -77,19 +80,20 @@ class SPARPolicy(ActingPolicy):
     def residual_act_dim(self) -> int:
         """The action size the residual produces (it must equal `base.act_dim`)."""
         r = self.residual
-        return r.cvae.act_dim if isinstance(r, PLASResidual) else r.act_dim
+        return r.generator.act_dim if isinstance(r, PLASResidual) else r.act_dim
 
     @property
     def variant(self) -> str:
         """`"mlp"`, `"proj"` or `"plas"`, read off the type of `residual`."""
-        return {ResidualMLP: "mlp", ResidualCVAE: "proj", PLASResidual: "plas"}[type(self.residual)]
+        if isinstance(self.residual, AbstractResidualGenerator):
+            return "proj"
+        return {ResidualMLP: "mlp", PLASResidual: "plas"}[type(self.residual)]
 
     def _candidates(self, obs, base, key, use_gate: bool):
-        if isinstance(self.residual, ResidualCVAE):
+        if isinstance(self.residual, AbstractResidualGenerator):
             if use_gate:
                 return self.residual.sample(obs, base, self.gate_config.num_candidates, key=key)
-            zero = jnp.zeros((self.residual.latent_dim,), obs.dtype)
-            return self.residual.decode(obs, base, zero)[None]
+            return self.residual.central(obs, base)[None]
         return self.residual(obs, base)[None]
 
     def act_with_info(
@@ -199,12 +203,13 @@ class BasePolicy(ActingPolicy):
 
     SPAR's anchor alone (`SPARPolicy.base_only`), and the deployed policy of every baseline.
 
-    **Fields:** `normalizer`, the dataset's `ObservationNormalizer`; `base`, a
-    `DeterministicPolicy` or a `TanhGaussianPolicy` (acting through its mode).
+    **Fields:** `normalizer`, the dataset's `ObservationNormalizer`; `base`, an
+    `AbstractAnchorPolicy` (a `DeterministicPolicy`, a `TanhGaussianPolicy` acting through its
+    mode, or a `FlowPolicy` acting through its fixed-noise sample).
     """
 
     normalizer: ObservationNormalizer
-    base: DeterministicPolicy | TanhGaussianPolicy
+    base: AbstractAnchorPolicy
 
     def act_with_info(
         self, observation: Float[Array, " obs_dim"], key: PRNGKeyArray, use_gate: bool = True

@@ -48,6 +48,7 @@ _add(["antmaze-umaze-diverse"], "AntMaze_UMaze", **_ANTMAZE, **{"residual.lambda
 _add(["antmaze-large-diverse"], "AntMaze_Large", **_ANTMAZE, **{"residual.lambda_g": 0.5})
 
 PRESETS: tuple[str, ...] = tuple(sorted(_TABLE_8))
+_DOMAIN_NAMES = frozenset(domain_of(name).name for name in PRESETS)
 
 # The baselines' published values (`{algo: {task or domain: overrides}}`): a task's own entry
 # wins over its domain's; an algorithm with neither has no published settings for the task,
@@ -56,7 +57,16 @@ _REBRAC_ANTMAZE = {
     "actor_learning_rate": 3e-4, "critic_learning_rate": 5e-5, "gamma": 0.999, "batch_size": 256,
 }  # fmt: skip
 _REBRAC_ADROIT = {"actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4, "batch_size": 256}
+# FQL (Park et al. 2025) tunes alpha per task; the authors' README's D4RL commands (Adroit
+# with q_agg=min). It publishes no D4RL locomotion settings, so those presets are refused.
+_FQL = {
+    "pen-human": {"alpha": 10000.0, "q_agg": "min"},
+    "pen-cloned": {"alpha": 10000.0, "q_agg": "min"},
+    "antmaze-umaze-diverse": {"alpha": 10.0},
+    "antmaze-large-diverse": {"alpha": 3.0},
+}
 _BASELINES: dict[str, dict[str, dict[str, Any]]] = {
+    "fql": _FQL,
     # IQL (Kostrikov et al. 2022), App. B: locomotion tau 0.7, beta 3 (the defaults); AntMaze
     # tau 0.9, beta 10 (rewards r - 1: the "antmaze" transform, IQL's reward convention);
     # Kitchen and Adroit tau 0.7, beta 0.5 (IQL also uses actor dropout 0.1 there, which this
@@ -125,10 +135,13 @@ def preset_overrides(name: str, q_target: str = "value", algo: str = "spar") -> 
         published = _BASELINES.get(algo, {})
         found = published.get(name, published.get(domain.name))
         if found is None:
+            covered = sorted({key if key in _DOMAIN_NAMES else domain_of(key).name
+                              for key in published})  # fmt: skip
             raise KeyError(
-                f"{algo} publishes no settings for {domain.name} tasks such as {name!r}, so "
-                "there is no preset for it; train without --preset (its defaults, from "
-                "locomotion) and give any setting you choose as a flag."
+                f"{algo} publishes no settings for {domain.name} tasks such as {name!r} (only "
+                f"for {' and '.join(covered) or 'no'} tasks), so there is no preset for it; "
+                "train without --preset (its defaults) and give any setting you choose as a "
+                "flag."
             )
         return dict(found)
     overrides = {k: v for k, v in _TABLE_8[name].items() if k != "env_hint"}

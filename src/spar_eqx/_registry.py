@@ -13,6 +13,7 @@ from ._config import SPARConfig, critic_subsets
 from ._learner import Learner
 from ._learners.anchor import Anchor
 from ._learners.bc import BC, BCConfig
+from ._learners.fql import FQL, FQLConfig
 from ._learners.iql import IQL, IQLConfig
 from ._learners.rebrac import ReBRAC, ReBRACConfig
 from ._learners.rectify_mlp import RectifyMLP
@@ -74,6 +75,27 @@ def _build_spar(config: SPARConfig, obs_dim: int, act_dim: int) -> tuple[Learner
     return anchor, rectifier
 
 
+def _spar_label(config: SPARConfig) -> str:
+    """`SPAR-MLP`, `SPAR-PROJ`, ...; a flow part is named (`SPAR-PROJ (flow base, flow gen.)`)."""
+    label = f"SPAR-{config.residual.variant.upper()}"
+    parts = []
+    if config.anchor.base_policy == "flow":
+        parts.append("flow base")
+    if config.residual.generator != "cvae":
+        parts.append(f"{config.residual.generator} generator")
+    return f"{label} ({', '.join(parts)})" if parts else label
+
+
+def _spar_record(config: SPARConfig) -> dict[str, Any]:
+    """`{"variant"}`, plus `base_policy` and `generator` where they are not the defaults."""
+    record: dict[str, Any] = {"variant": config.residual.variant}
+    if config.anchor.base_policy == "flow":
+        record["base_policy"] = "flow"
+    if config.residual.generator != "cvae":
+        record["generator"] = config.residual.generator
+    return record
+
+
 def _resolve_spar(states, data, gather) -> tuple[dict[str, Any], dict[str, Any]]:
     """`--variant auto`: the variant the trained anchors call for (`_auto.choose_variant`)."""
     choice = choose_variant(states.policy, data.observations, data.actions, gather)
@@ -91,8 +113,8 @@ _ALGORITHMS = [
         config=SPARConfig,
         stages=("stage1", "stage2"),
         build=_build_spar,
-        label=lambda c: f"SPAR-{c.residual.variant.upper()}",
-        record=lambda c: {"variant": c.residual.variant},
+        label=_spar_label,
+        record=_spar_record,
         unresolved=lambda c: c.residual.variant == "auto",
         resolve=_resolve_spar,
     ),
@@ -128,6 +150,14 @@ _ALGORITHMS = [
         stages=("train",),
         build=_single(ReBRAC),
         label=lambda c: "ReBRAC",
+    ),
+    Algorithm(
+        name="fql",
+        summary="Flow Q-Learning (Park, Li and Levine 2025), its code's defaults",
+        config=FQLConfig,
+        stages=("train",),
+        build=_single(FQL),
+        label=lambda c: "FQL",
     ),
 ]
 

@@ -1,4 +1,7 @@
-"""Residual models of Stage II: a deterministic regressor, a residual CVAE, a latent policy."""
+"""Residual models of Stage II: a deterministic regressor, a residual CVAE (one
+`AbstractResidualGenerator`), a latent policy."""
+
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -6,7 +9,9 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._generator import AbstractResidualGenerator, Metrics
 from ._hyper import Scalar, is_number
+from ._losses import gaussian_kl, weighted_reconstruction
 from ._networks import _check_sizes, _mlp
 
 _LOG_STD_MIN = -4.0
@@ -48,14 +53,15 @@ class ResidualMLP(eqx.Module):
         return self.mlp(jnp.concatenate([obs, base_action]))
 
 
-class ResidualCVAE(eqx.Module):
-    """The residual CVAE of SPAR-PROJ and SPAR-PLAS (eq. 8).
+class ResidualCVAE(AbstractResidualGenerator):
+    """The residual CVAE of SPAR-PROJ and SPAR-PLAS (eq. 8): the default residual generator.
 
     Encoder `q(z | s, a_base, delta)` is a diagonal Gaussian (log std clipped to
     [-4, 15]); decoder `(s, a_base, z) -> delta` is deterministic. Defaults follow
     Table 7: latent 16, 3 hidden layers of 256. The prior is `p(z) = N(0, I)`; SPAR-PROJ
     decodes prior samples as its candidates (eq. 9, Algorithm 4) and SPAR-PLAS decodes the
-    latent of a `LatentPolicy` (Algorithm 3).
+    latent of a `LatentPolicy` (Algorithm 3). As an `AbstractResidualGenerator`, its noise is
+    the latent (`generate` is `decode`) and its fit is the weighted ELBO (`weighted_elbo`).
     """
 
     encoder: eqx.nn.MLP
@@ -140,32 +146,81 @@ class ResidualCVAE(eqx.Module):
         latent = mean + jnp.exp(log_std) * jr.normal(key, mean.shape, mean.dtype)
         return self.decode(obs, base_action, latent), mean, log_std
 
+    @property
+    def noise_dim(self) -> int:
+        """The latent size `d_z`: the CVAE's noise is its latent."""
+        return self.latent_dim
+
+    def generate(
+        self,
+        obs: Float[Array, " obs_dim"],
+        base_action: Float[Array, " act_dim"],
+        noise: Float[Array, " latent"],
+    ) -> Float[Array, " act_dim"]:
+        """The generator protocol's `generate`: `decode` at the latent `noise` (eq. 10)."""
+        return self.decode(obs, base_action, noise)
+
+    def generative_part(self) -> eqx.nn.MLP:
+        """The decoder: what self-imitation trains (the encoder is not reached by eq. 10)."""
+        return self.decoder
+
+    def fit_loss(
+        self,
+        obs: Float[Array, "batch obs_dim"],
+        base: Float[Array, "batch act_dim"],
+        residual: Float[Array, "batch act_dim"],
+        weights: Float[Array, " batch"],
+        config: Any,
+        key: PRNGKeyArray,
+    ) -> tuple[Float[Array, ""], Metrics]:
+        """The weighted ELBO of eq. 8 (`weighted_elbo`), with `recon_loss` and `kl` named."""
+        loss, (rec, kl) = weighted_elbo(self, obs, base, residual, weights, config, key)
+        return loss, {"recon_loss": rec, "kl": kl}
+
     def sample_latents(self, num: int, *, key: PRNGKeyArray) -> Float[Array, "num latent"]:
-        """`num` latents from the prior `N(0, I)` (Algorithm 4 line 5).
+        """`num` latents from the prior `N(0, I)` (Algorithm 4 line 5): `sample_noise`.
 
         **Arguments:** `num`, a static count; `key` (keyword-only).
 
         **Returns:** latents of shape `(num, latent_dim)`.
         """
-        return jr.normal(key, (num, self.latent_dim))
+        return self.sample_noise(num, key=key)
 
-    def sample(
-        self,
-        obs: Float[Array, " obs_dim"],
-        base_action: Float[Array, " act_dim"],
-        num: int,
-        *,
-        key: PRNGKeyArray,
-    ) -> Float[Array, "num act_dim"]:
-        """`num` residuals decoded from prior latents, vectorised over candidates (eq. 9).
 
-        **Arguments:** `obs`, `base_action` (one state); `num`, the number of candidates `K`
-        (static); `key` (keyword-only).
+def weighted_elbo(
+    cvae: ResidualCVAE,
+    obs: Float[Array, "batch obs_dim"],
+    base: Float[Array, "batch act_dim"],
+    residual: Float[Array, "batch act_dim"],
+    weights: Float[Array, " batch"],
+    config: Any,
+    key: PRNGKeyArray,
+) -> tuple[Float[Array, ""], tuple[Float[Array, ""], Float[Array, ""]]]:
+    """Eq. 8: `recon_weight * E[w ||dec(s, a_base, z) - delta||^2] + beta * KL`.
 
-        **Returns:** `delta_k = decoder(s, a_base, z_k)`, shape `(num, act_dim)`.
-        """
-        latents = self.sample_latents(num, key=key)
-        return jax.vmap(self.decode, in_axes=(None, None, 0))(obs, base_action, latents)
+    The weight multiplies only the reconstruction; the KL is never weighted.
+    `z ~ q(z | s, delta)` is drawn by reparameterisation with `key`.
+
+    **Arguments:**
+
+    - `cvae`: the residual CVAE.
+    - `obs`, `base`: the batch's states and base actions `a_base`.
+    - `residual`: the data residuals `delta = a - a_base`.
+    - `weights`: the data weights `w(s, a)` (no gradient flows into them).
+    - `config`: the `ResidualConfig` (`recon_weight`, `kl_weight` = `beta`).
+    - `key`: the reparameterisation noise, one draw per row.
+
+    **Returns:**
+
+    `(loss, (reconstruction, kl))`, three scalars.
+    """
+    keys = jr.split(key, obs.shape[0])
+    recon, mean, log_std = jax.vmap(lambda o, b, r, k: cvae(o, b, r, key=k))(
+        obs, base, residual, keys
+    )
+    rec = weighted_reconstruction(recon, residual, weights)
+    kl = gaussian_kl(mean, log_std)
+    return config.recon_weight * rec + config.kl_weight * kl, (rec, kl)
 
 
 class LatentPolicy(eqx.Module):

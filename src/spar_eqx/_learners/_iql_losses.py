@@ -1,15 +1,69 @@
 """IQL's three losses (Kostrikov, Nair and Levine, 2022, eqs. 5-7) as pure functions of the
-networks and a batch; `IQL.update` takes one Adam step on each."""
+networks and a batch; `IQL.update` takes one Adam step on each. Also the initial state that
+IQL and SPAR's Stage I share (a policy, critics, their target copy and V, each with Adam)."""
 
+from typing import Any
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._ensemble import CriticEnsemble
 from .._hyper import Scalar
 from .._learner import TrainingBatch
 from .._losses import expectile_loss
 from .._networks import TanhGaussianPolicy, ValueNetwork
+from .._optim import initial_state
+
+
+class ValueLearnerState(eqx.Module):
+    """The state layout IQL and SPAR's Stage I share: a policy, critics, their Polyak copy, V,
+    their optimiser states and the update counter (`IQLState`, `AnchorState` say which policy).
+
+    **Fields:** `policy`; `critic`, `target_critic`; `value`; `policy_opt`, `critic_opt`,
+    `value_opt`; `step`, an int32 scalar.
+    """
+
+    policy: eqx.Module
+    critic: CriticEnsemble
+    target_critic: CriticEnsemble
+    value: ValueNetwork
+    policy_opt: optax.OptState
+    critic_opt: optax.OptState
+    value_opt: optax.OptState
+    step: Int[Array, ""]
+
+
+def initial_value_state(
+    state_cls: type[ValueLearnerState],
+    policy: Any,
+    config: Any,
+    obs_dim: int,
+    act_dim: int,
+    keys: tuple[PRNGKeyArray, PRNGKeyArray],
+    policy_optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation,
+):
+    """A fresh `state_cls` (`IQLState`, `AnchorState`) around `policy`: new critics (the
+    target critics equal to them), a new V, their optimiser states, step 0.
+
+    **Arguments:** `state_cls`; `policy`, the fresh policy; `config`, with `num_critics`,
+    `width`, `depth`; `obs_dim`, `act_dim`; `keys`, the critics' and V's keys;
+    `policy_optimizer`, the policy's optimiser; `optimizer`, the critics' and V's.
+
+    **Returns:** the state.
+    """
+    qkey, vkey = keys
+    critic = CriticEnsemble(
+        obs_dim, act_dim, config.num_critics, config.width, config.depth, key=qkey
+    )
+    value = ValueNetwork(obs_dim, config.width, config.depth, key=vkey)
+    optimizers = {"policy": policy_optimizer, "critic": optimizer, "value": optimizer}
+    return initial_state(
+        state_cls, optimizers, policy=policy, critic=critic, target_critic=critic, value=value
+    )
 
 
 def min_q(

@@ -1,27 +1,35 @@
-"""TD3 machinery shared by the TD3+BC and ReBRAC baselines.
+"""The TD3 family: what TD3+BC and ReBRAC share, once (and the critic pieces FQL reuses).
 
 Both learners are TD3 (Fujimoto et al. 2018) with a behaviour penalty: target-policy
 smoothing, the clipped double-Q target, and a delayed actor whose step also Polyak-averages
-the target actor and the target critics. This module holds those pieces once; each learner
-supplies only its critic target and its actor loss.
+the target actor and the target critics. `AbstractTD3` is that learner, with one state type
+(`TD3State`); a final subclass supplies only what differs: its config, its critic-target
+penalty (`target_penalty`), whether its critics use LayerNorm, and its actor loss. FQL's
+critic regresses on the same kind of bootstrapped target (`bootstrap_target`,
+`critic_regression`).
 """
 
+import abc
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._ensemble import CriticEnsemble
-from .._hyper import Scalar
+from .._evaluation import BatchPolicy
+from .._hyper import Scalar, check_count, check_non_negative, check_positive, check_unit
+from .._learner import Learner, Phase
 from .._networks import DeterministicPolicy
-from .._optim import apply_grads
+from .._optim import apply_grads, initial_state, make_optimizer
+from .._policy import BasePolicy
 from .._residual import polyak
+from ..data._normalize import ObservationNormalizer
 from ..data._transitions import Transitions
 
 Metrics = dict[str, Float[Array, ""]]
@@ -36,6 +44,30 @@ def frozen(module):
     """
     params, static = eqx.partition(module, eqx.is_inexact_array)
     return eqx.combine(jax.lax.stop_gradient(params), static)
+
+
+def check_td3_config(config) -> None:
+    """The checks every TD3-family config shares (its subclass checks its penalties).
+
+    **Arguments:** `config`, a TD3+BC or ReBRAC config: positive counts (`num_critics`,
+    `width`, `depth`, `policy_delay`, `batch_size`), positive learning rates, non-negative
+    smoothing noise and clip, `gamma` and `polyak` in [0, 1].
+
+    **Raises:** `ValueError` naming the first field out of range.
+    """
+    check_count(
+        num_critics=config.num_critics,
+        width=config.width,
+        depth=config.depth,
+        policy_delay=config.policy_delay,
+        batch_size=config.batch_size,
+    )
+    check_positive(
+        actor_learning_rate=config.actor_learning_rate,
+        critic_learning_rate=config.critic_learning_rate,
+    )
+    check_non_negative(policy_noise=config.policy_noise, noise_clip=config.noise_clip)
+    check_unit(gamma=config.gamma, polyak=config.polyak)
 
 
 def smoothed_target_actions(
@@ -64,6 +96,37 @@ def smoothed_target_actions(
     return jnp.clip(actions + noise, -bound, bound)
 
 
+def bootstrap_target(
+    target_critic: CriticEnsemble,
+    batch: Transitions,
+    next_actions: Float[Array, "n act_dim"],
+    gamma: Scalar,
+    penalty: Float[Array, " n"] | None = None,
+    aggregate: Literal["min", "mean"] = "min",
+) -> Float[Array, " n"]:
+    """`y = r + gamma (1 - terminal) (agg_i Q'_i(s', a') - penalty)`, stop-gradiented.
+
+    **Arguments:**
+
+    - `target_critic`: the target critics `Q'_i`.
+    - `batch`: supplies `r`, `s'` and the terminal flags (timeouts still bootstrap).
+    - `next_actions`: `a'`, e.g. from `smoothed_target_actions`.
+    - `gamma`: the discount.
+    - `penalty`: subtracted from the bootstrapped value per row (ReBRAC's critic
+      behaviour penalty); None for plain TD3.
+    - `aggregate`: `"min"` over the members (TD3's clipped double Q) or `"mean"` (FQL's
+      default `q_agg`).
+
+    **Returns:** the regression target of every critic.
+    """
+    q = target_critic.batch(batch.next_observations, next_actions)
+    q_next = jnp.min(q, axis=-1) if aggregate == "min" else jnp.mean(q, axis=-1)
+    if penalty is not None:
+        q_next = q_next - penalty
+    not_done = 1.0 - batch.terminals.astype(jnp.float32)
+    return jax.lax.stop_gradient(batch.rewards + gamma * not_done * q_next)
+
+
 def clipped_double_q_target(
     target_critic: CriticEnsemble,
     batch: Transitions,
@@ -71,24 +134,14 @@ def clipped_double_q_target(
     gamma: Scalar,
     penalty: Float[Array, " n"] | None = None,
 ) -> Float[Array, " n"]:
-    """`y = r + gamma (1 - terminal) (min_i Q'_i(s', a') - penalty)`, stop-gradiented.
+    """TD3's `y = r + gamma (1 - terminal) (min_i Q'_i(s', a') - penalty)`: `bootstrap_target`
+    with the minimum over all members.
 
-    **Arguments:**
-
-    - `target_critic`: the target critics `Q'_i` (the minimum runs over all members).
-    - `batch`: supplies `r`, `s'` and the terminal flags (timeouts still bootstrap).
-    - `next_actions`: `a'`, e.g. from `smoothed_target_actions`.
-    - `gamma`: the discount.
-    - `penalty`: subtracted from the bootstrapped value per row (ReBRAC's critic
-      behaviour penalty); None for plain TD3.
+    **Arguments:** as `bootstrap_target`.
 
     **Returns:** the regression target of every critic.
     """
-    q_next = jnp.min(target_critic.batch(batch.next_observations, next_actions), axis=-1)
-    if penalty is not None:
-        q_next = q_next - penalty
-    not_done = 1.0 - batch.terminals.astype(jnp.float32)
-    return jax.lax.stop_gradient(batch.rewards + gamma * not_done * q_next)
+    return bootstrap_target(target_critic, batch, next_actions, gamma, penalty, "min")
 
 
 def critic_regression(
@@ -211,3 +264,186 @@ def td3_update(
         step=state.step + 1,
     )
     return new_state, {"critic_loss": q_loss, **critic_metrics, **actor_metrics}
+
+
+class TD3State(eqx.Module):
+    """The state of a TD3-family learner (TD3+BC, ReBRAC): networks, targets, optimisers.
+
+    **Fields:**
+
+    - `actor`, `target_actor`: the `DeterministicPolicy` and its Polyak average.
+    - `critic`, `target_critic`: the `CriticEnsemble` and its Polyak average.
+    - `actor_opt`, `critic_opt`: their Adam states.
+    - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer;
+      the actor steps when `step % policy_delay == 0`).
+    """
+
+    actor: DeterministicPolicy
+    target_actor: DeterministicPolicy
+    critic: CriticEnsemble
+    target_critic: CriticEnsemble
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    step: Int[Array, ""]
+
+
+class AbstractTD3(Learner):
+    """A TD3 learner with a behaviour penalty, as one `Learner` (TD3+BC and ReBRAC).
+
+    Each update makes one critic step on `sum_i mean (Q_i(s, a) - y)^2` with
+    `y = r + gamma (1 - terminal) (min_i Q'_i(s', a') - penalty(a'))`,
+    `a' = clip(pi'(s') + clip(sigma eps, -c, c))`, then, when `step % policy_delay == 0`, one
+    actor step on the subclass's `actor_loss` followed by Polyak averaging of the target actor
+    and target critics (`td3_update`). The actor is a tanh-squashed `DeterministicPolicy`;
+    observations in `batch` are already normalised.
+
+    A final subclass declares `config` (with `width`, `depth`, `num_critics`, the two learning
+    rates, `gamma`, `polyak`, `policy_noise`, `noise_clip`, `policy_delay`), `obs_dim`,
+    `act_dim`, its `NAME` (phase and policy name), and defines `actor_loss`; it may override
+    `target_penalty` and `critic_layer_norm`.
+    """
+
+    config: eqx.AbstractVar[Any]
+    obs_dim: eqx.AbstractVar[int]
+    act_dim: eqx.AbstractVar[int]
+    NAME: ClassVar[str]
+    ACTOR_METRICS: ClassVar[tuple[str, ...]] = ("bc_loss", "q_policy", "lambda")
+
+    @abc.abstractmethod
+    def actor_loss(
+        self, actor: DeterministicPolicy, critic: CriticEnsemble, batch: Transitions
+    ) -> tuple[Float[Array, ""], Metrics]:
+        """The delayed actor's loss and its metrics (`ACTOR_METRICS`); the critic is frozen."""
+
+    def critic_layer_norm(self) -> bool:
+        """Whether the critics normalise their hidden layers (default: no, TD3's critics)."""
+        return False
+
+    def target_penalty(
+        self, next_actions: Float[Array, "n act_dim"], batch: Transitions
+    ) -> tuple[Float[Array, " n"] | None, Metrics]:
+        """What the target subtracts from `min_i Q'_i(s', a')` per row, and its metrics.
+
+        **Arguments:** `next_actions`, the smoothed `a'`; `batch`, the data.
+
+        **Returns:** `(None, {})` by default: plain TD3's target.
+        """
+        del next_actions, batch
+        return None, {}
+
+    def phases(self, steps: int) -> tuple[Phase, ...]:
+        """One phase, named `NAME`, running `update` for all `steps`.
+
+        **Arguments:** `steps`, the number of updates of the stage.
+
+        **Returns:** `(Phase(NAME, self.update, steps, sparse_metrics=...),)`: the actor's
+        metrics are averaged over its delayed steps (`actor_step_metrics`).
+        """
+        sparse = actor_step_metrics(self.ACTOR_METRICS)
+        return (Phase(self.NAME, self.update, steps, sparse_metrics=sparse),)
+
+    def policies(
+        self, state: TD3State, normalizer: ObservationNormalizer
+    ) -> dict[str, BatchPolicy]:
+        """`{NAME: pi}` behind the observation normaliser.
+
+        **Arguments:** `state`, a `TD3State`; `normalizer`, the dataset's observation
+        normaliser.
+
+        **Returns:** `{NAME: BasePolicy(normalizer, state.actor)}`.
+        """
+        return {self.NAME: BasePolicy(normalizer, state.actor)}
+
+    def _optimizers(self) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+        c = self.config
+        return make_optimizer(c.actor_learning_rate), make_optimizer(c.critic_learning_rate)
+
+    def init(self, key: PRNGKeyArray, previous: None = None) -> TD3State:
+        """Fresh actor and critics from `key`, targets equal to them, step 0.
+
+        **Arguments:** `key`; `previous` must be None (a single-stage learner).
+
+        **Returns:** the initial `TD3State`.
+        """
+        del previous
+        c = self.config
+        akey, qkey = jr.split(key)
+        actor = DeterministicPolicy(self.obs_dim, self.act_dim, c.width, c.depth, key=akey)
+        critic = CriticEnsemble(
+            self.obs_dim,
+            self.act_dim,
+            c.num_critics,
+            c.width,
+            c.depth,
+            key=qkey,
+            layer_norm=self.critic_layer_norm(),
+        )
+        actor_optimizer, critic_optimizer = self._optimizers()
+        return initial_state(
+            TD3State, {"actor": actor_optimizer, "critic": critic_optimizer},
+            actor=actor, target_actor=actor, critic=critic, target_critic=critic,
+        )  # fmt: skip
+
+    def _target(
+        self, state: TD3State, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[Float[Array, " n"], Metrics]:
+        c = self.config
+        next_actions = smoothed_target_actions(
+            state.target_actor, batch.next_observations, key, c.policy_noise, c.noise_clip
+        )
+        penalty, metrics = self.target_penalty(next_actions, batch)
+        target = clipped_double_q_target(state.target_critic, batch, next_actions, c.gamma, penalty)
+        return target, metrics
+
+    def critic_target(
+        self, state: TD3State, batch: Transitions, key: PRNGKeyArray
+    ) -> Float[Array, " n"]:
+        """The (penalised) clipped double-Q target `y` of every row, smoothing noise from `key`.
+
+        **Arguments:** `state` (its target actor and target critics), a batch, and `key`.
+
+        **Returns:** `y = r + gamma (1 - terminal) (min_i Q'_i(s', a') - penalty)` per row,
+        stop-gradiented (`a'` from `smoothed_target_actions`).
+        """
+        return self._target(state, batch, key)[0]
+
+    def critic_loss(
+        self, critic: CriticEnsemble, state: TD3State, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[Float[Array, ""], Metrics]:
+        """`sum_i mean (Q_i(s, a) - y)^2`; `y` comes from `state`'s targets, stop-gradiented.
+
+        **Arguments:** `critic`, the online critics (differentiated); `state`, `batch` and
+        `key`, as in `critic_target`.
+
+        **Returns:** `(loss, metrics)` with the means of `Q_i(s, a)` and of `y`, and the
+        penalty's metrics.
+        """
+        target, extra = self._target(state, batch, key)
+        loss, q = critic_regression(critic, batch.observations, batch.actions, target)
+        return loss, {"q_data": jnp.mean(q), "q_target": jnp.mean(target), **extra}
+
+    def update(
+        self, state: TD3State, batch: Transitions, key: PRNGKeyArray
+    ) -> tuple[TD3State, Metrics]:
+        """One update (a critic step; an actor and target step every `policy_delay`).
+
+        **Arguments:** `state`, a batch with normalised observations, and `key` (the
+        target-policy noise).
+
+        **Returns:** `(new_state, metrics)`: `critic_loss`, `q_data`, `q_target`, the penalty's
+        metrics, and the actor step's `actor_loss` and `ACTOR_METRICS` (zeros when
+        `actor_updated` is 0).
+        """
+        c = self.config
+        actor_optimizer, critic_optimizer = self._optimizers()
+        return td3_update(
+            state,
+            batch,
+            key,
+            critic_loss=self.critic_loss,
+            actor_loss=self.actor_loss,
+            actor_optimizer=actor_optimizer,
+            critic_optimizer=critic_optimizer,
+            tau=c.polyak,
+            policy_delay=c.policy_delay,
+        )

@@ -4,43 +4,37 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._components import ANCHOR_POLICIES
 from .._config import AnchorConfig
-from .._ensemble import CriticEnsemble
 from .._evaluation import BatchPolicy
 from .._learner import Learner, Phase
-from .._losses import bc_loss, bc_nll_loss, expectile_loss
-from .._networks import DeterministicPolicy, TanhGaussianPolicy, ValueNetwork
-from .._optim import apply_grads, init_opt, make_optimizer, ordered_after
+from .._losses import expectile_loss
+from .._networks import AbstractAnchorPolicy
+from .._optim import apply_grads, make_optimizer, ordered_after
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
 from ..data._transitions import Transitions
+from ._iql_losses import ValueLearnerState, initial_value_state
 
 
-class AnchorState(eqx.Module):
+class AnchorState(ValueLearnerState):
     """Everything Stage I trains, plus optimiser states and the step counter.
 
     **Fields:**
 
-    - `policy`: the BC anchor `pi_base` (`DeterministicPolicy`, or `TanhGaussianPolicy` for
-      `base_policy="gaussian"`), on normalised observations.
+    - `policy`: the BC anchor `pi_base`, an `AbstractAnchorPolicy` (`DeterministicPolicy`,
+      `TanhGaussianPolicy` for `base_policy="gaussian"`, `FlowPolicy` for `"flow"`), on
+      normalised observations.
     - `critic`, `target_critic`: the `CriticEnsemble` of eq. (1) and its Polyak average.
     - `value`: the `ValueNetwork` `V` (the bootstrap of `q_target="value"`).
     - `policy_opt`, `critic_opt`, `value_opt`: their Adam states.
     - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer).
     """
 
-    policy: DeterministicPolicy | TanhGaussianPolicy
-    critic: CriticEnsemble
-    target_critic: CriticEnsemble
-    value: ValueNetwork
-    policy_opt: optax.OptState
-    critic_opt: optax.OptState
-    value_opt: optax.OptState
-    step: Int[Array, ""]
+    policy: AbstractAnchorPolicy  # the shared layout's `policy`, narrowed (its place kept)
 
 
 class Anchor(Learner):
@@ -81,13 +75,8 @@ class Anchor(Learner):
     def policies(
         self, state: AnchorState, normalizer: ObservationNormalizer
     ) -> dict[str, BatchPolicy]:
-        """`{"base": pi_base}` behind the observation normaliser.
-
-        **Arguments:** `state`, an `AnchorState`; `normalizer`, the dataset's observation
-        normaliser.
-
-        **Returns:** `{"base": BasePolicy(normalizer, state.policy)}`.
-        """
+        """`{"base": BasePolicy(normalizer, state.policy)}`: Stage I's deployable policy,
+        `pi_base` on raw observations (`normalizer`, the dataset's), from an `AnchorState`."""
         return {"base": BasePolicy(normalizer, state.policy)}
 
     def init(self, key: PRNGKeyArray, previous: None = None) -> AnchorState:
@@ -101,22 +90,10 @@ class Anchor(Learner):
         del previous
         c = self.config
         pkey, qkey, vkey = jr.split(key, 3)
-        policy_cls = DeterministicPolicy if c.base_policy == "deterministic" else TanhGaussianPolicy
-        policy = policy_cls(self.obs_dim, self.act_dim, c.width, c.depth, key=pkey)
-        critic = CriticEnsemble(
-            self.obs_dim, self.act_dim, c.num_critics, c.width, c.depth, key=qkey
-        )
-        value = ValueNetwork(self.obs_dim, c.width, c.depth, key=vkey)
+        policy = ANCHOR_POLICIES[c.base_policy](c, self.obs_dim, self.act_dim, pkey)
         opt = self._optimizer()
-        return AnchorState(
-            policy=policy,
-            critic=critic,
-            target_critic=critic,
-            value=value,
-            policy_opt=init_opt(opt, policy),
-            critic_opt=init_opt(opt, critic),
-            value_opt=init_opt(opt, value),
-            step=jnp.zeros((), jnp.int32),
+        return initial_value_state(
+            AnchorState, policy, c, self.obs_dim, self.act_dim, (qkey, vkey), opt, opt
         )
 
     def update(
@@ -134,22 +111,20 @@ class Anchor(Learner):
 
         - `state`: the current `AnchorState`.
         - `batch`: transitions with normalised observations.
-        - `key`: unused (the update is deterministic given the batch).
+        - `key`: the anchor's BC noise (a flow anchor's `x_0` and `t`; unused by the
+          deterministic and Gaussian anchors, whose update is deterministic given the batch).
 
         **Returns:** `(new_state, metrics)`; metrics are scalars: `bc_loss`, `q_loss` (summed
         over members), `v_loss` (each before its step), `q_mean` and `q_std` (the members'
         mean and standard deviation at the data actions, averaged over the batch).
         """
-        del key  # Stage I is deterministic given the batch.
         c, opt = self.config, self._optimizer()
         obs, act, next_obs = batch.observations, batch.actions, batch.next_observations
         not_done = 1.0 - batch.terminals.astype(jnp.float32)
 
-        # (i) pure behaviour cloning.
+        # (i) pure behaviour cloning, the anchor's own loss (squared error, NLL or flow matching).
         def policy_loss(policy):
-            if c.base_policy == "deterministic":
-                return bc_loss(jax.vmap(policy)(obs), act)
-            return bc_nll_loss(jax.vmap(policy.log_prob)(obs, act))
+            return policy.bc_loss(obs, act, key)
 
         bc, grads = eqx.filter_value_and_grad(policy_loss)(state.policy)
         policy, policy_opt = apply_grads(opt, state.policy, grads, state.policy_opt)

@@ -2,7 +2,6 @@
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
@@ -11,7 +10,7 @@ from .._hyper import Scalar, check_count, check_positive, hyper
 from .._learner import Learner, Phase, TrainingBatch
 from .._losses import bc_loss
 from .._networks import DeterministicPolicy
-from .._optim import apply_grads, init_opt, make_optimizer
+from .._optim import apply_grads, initial_state, make_optimizer
 from .._policy import BasePolicy
 from ..data._normalize import ObservationNormalizer
 
@@ -106,11 +105,7 @@ class BC(Learner):
         del previous
         c = self.config
         policy = DeterministicPolicy(self.obs_dim, self.act_dim, c.width, c.depth, key=key)
-        return BCState(
-            policy=policy,
-            policy_opt=init_opt(self._optimizer(), policy),
-            step=jnp.zeros((), jnp.int32),
-        )
+        return initial_state(BCState, {"policy": self._optimizer()}, policy=policy)
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
         """One phase `"bc"` running `update` for all `steps`.

@@ -21,9 +21,8 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._ensemble import CriticEnsemble
 from .._evaluation import BatchPolicy
 from .._hyper import (
     Scalar,
@@ -36,12 +35,12 @@ from .._hyper import (
     hyper,
 )
 from .._learner import Learner, Phase, TrainingBatch
-from .._networks import TanhGaussianPolicy, ValueNetwork
-from .._optim import apply_grads, init_opt
+from .._networks import TanhGaussianPolicy
+from .._optim import apply_grads
 from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
-from ._iql_losses import actor_loss, critic_loss, value_loss
+from ._iql_losses import ValueLearnerState, actor_loss, critic_loss, initial_value_state, value_loss
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -151,7 +150,7 @@ class IQLConfig(eqx.Module):
         check_non_negative(temperature=self.temperature)
 
 
-class IQLState(eqx.Module):
+class IQLState(ValueLearnerState):
     """Everything IQL trains, its optimiser states and the update counter.
 
     **Fields:**
@@ -163,14 +162,7 @@ class IQLState(eqx.Module):
     - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer).
     """
 
-    policy: TanhGaussianPolicy
-    critic: CriticEnsemble
-    target_critic: CriticEnsemble
-    value: ValueNetwork
-    policy_opt: optax.OptState
-    critic_opt: optax.OptState
-    value_opt: optax.OptState
-    step: Int[Array, ""]
+    policy: TanhGaussianPolicy  # the shared layout's `policy`, narrowed (its place kept)
 
 
 class IQL(Learner):
@@ -251,23 +243,12 @@ class IQL(Learner):
         c = self.config
         pkey, qkey, vkey = jr.split(key, 3)
         policy = TanhGaussianPolicy(self.obs_dim, self.act_dim, c.width, c.depth, key=pkey)
-        critic = CriticEnsemble(
-            self.obs_dim, self.act_dim, c.num_critics, c.width, c.depth, key=qkey
-        )
-        value = ValueNetwork(self.obs_dim, c.width, c.depth, key=vkey)
-        opt = self._optimizer()
         # The optimiser state's structure does not depend on the schedule's length.
         actor_opt = self._actor_optimizer(self.decay_steps or 1)
-        return IQLState(
-            policy=policy,
-            critic=critic,
-            target_critic=critic,
-            value=value,
-            policy_opt=init_opt(actor_opt, policy),
-            critic_opt=init_opt(opt, critic),
-            value_opt=init_opt(opt, value),
-            step=jnp.zeros((), jnp.int32),
-        )
+        return initial_value_state(
+            IQLState, policy, c, self.obs_dim, self.act_dim, (qkey, vkey), actor_opt,
+            self._optimizer(),
+        )  # fmt: skip
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
         """One phase `"iql"` running `update` for all `steps`.

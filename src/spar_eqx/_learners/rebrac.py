@@ -1,39 +1,17 @@
 """ReBRAC (Tarasov et al. 2023, "Revisiting the Minimalist Approach to Offline RL")."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
-import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float
 
 from .._ensemble import CriticEnsemble
-from .._evaluation import BatchPolicy
-from .._hyper import (
-    Scalar,
-    check_choice,
-    check_count,
-    check_non_negative,
-    check_positive,
-    check_unit,
-    hyper,
-)
-from .._learner import Learner, Phase, TrainingBatch
+from .._hyper import Scalar, check_choice, check_non_negative, hyper
+from .._learner import TrainingBatch
 from .._networks import DeterministicPolicy
-from .._optim import init_opt, make_optimizer
-from .._policy import BasePolicy
-from ..data._normalize import ObservationNormalizer
-from ._td3 import (
-    Metrics,
-    actor_step_metrics,
-    clipped_double_q_target,
-    critic_regression,
-    frozen,
-    smoothed_target_actions,
-    td3_update,
-)
+from ._td3 import AbstractTD3, Metrics, TD3State, check_td3_config, frozen
 
 _ON_OFF = ("on", "off")
 
@@ -142,48 +120,14 @@ class ReBRACConfig(eqx.Module):
 
     def __check_init__(self):
         check_choice("critic_layer_norm", self.critic_layer_norm, _ON_OFF)
-        check_count(
-            num_critics=self.num_critics,
-            width=self.width,
-            depth=self.depth,
-            policy_delay=self.policy_delay,
-            batch_size=self.batch_size,
-        )
-        check_positive(
-            actor_learning_rate=self.actor_learning_rate,
-            critic_learning_rate=self.critic_learning_rate,
-        )
-        check_non_negative(
-            policy_noise=self.policy_noise,
-            noise_clip=self.noise_clip,
-            actor_bc_coef=self.actor_bc_coef,
-            critic_bc_coef=self.critic_bc_coef,
-        )
-        check_unit(gamma=self.gamma, polyak=self.polyak)
+        check_td3_config(self)
+        check_non_negative(actor_bc_coef=self.actor_bc_coef, critic_bc_coef=self.critic_bc_coef)
 
 
-class ReBRACState(eqx.Module):
-    """ReBRAC's networks, their targets, optimiser states and the update counter.
-
-    **Fields:**
-
-    - `actor`, `target_actor`: the `DeterministicPolicy` and its Polyak average.
-    - `critic`, `target_critic`: the `CriticEnsemble` and its Polyak average.
-    - `actor_opt`, `critic_opt`: their Adam states.
-    - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer;
-      the actor steps when `step % policy_delay == 0`).
-    """
-
-    actor: DeterministicPolicy
-    target_actor: DeterministicPolicy
-    critic: CriticEnsemble
-    target_critic: CriticEnsemble
-    actor_opt: optax.OptState
-    critic_opt: optax.OptState
-    step: Int[Array, ""]
+ReBRACState = TD3State  # ReBRAC's state is the TD3 family's
 
 
-class ReBRAC(Learner):
+class ReBRAC(AbstractTD3):
     """ReBRAC as a `Learner`: TD3+BC with decoupled actor and critic behaviour penalties,
     LayerNorm critics, deeper networks, larger batches and learning rates.
 
@@ -199,7 +143,8 @@ class ReBRAC(Learner):
     `lambda = stop_grad(1 / mean |Q(s, pi(s))|)`
 
     followed by Polyak averaging of the target actor and target critics. Observations in
-    `batch` are already normalised.
+    `batch` are already normalised. What it shares with TD3+BC is `AbstractTD3`; what
+    differs is the critic penalty (`target_penalty`), the LayerNorm switch and the actor loss.
 
     **Fields:**
 
@@ -210,110 +155,23 @@ class ReBRAC(Learner):
     config: ReBRACConfig
     obs_dim: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
+    NAME: ClassVar[str] = "rebrac"
 
-    def phases(self, steps: int) -> tuple[Phase, ...]:
-        """One phase, `"rebrac"`, running `update` for all `steps`.
+    def critic_layer_norm(self) -> bool:
+        """`critic_layer_norm == "on"`: LayerNorm in the critics (ReBRAC's default)."""
+        return self.config.critic_layer_norm == "on"
 
-        **Arguments:** `steps`, the number of updates of the stage.
+    def target_penalty(
+        self, next_actions: Float[Array, "n act_dim"], batch: TrainingBatch
+    ) -> tuple[Float[Array, " n"], Metrics]:
+        """ReBRAC's critic penalty `beta_2 ||a' - a'_data||^2` (`a'_data = batch.next_actions`).
 
-        **Returns:** `(Phase("rebrac", self.update, steps, sparse_metrics=...),)`: the
-        actor's metrics are averaged over its delayed steps (`actor_step_metrics`).
+        **Arguments:** `next_actions`, the smoothed `a'`; `batch`, a `TrainingBatch`.
+
+        **Returns:** `(penalty, {"next_action_mse": mean ||a' - a'_data||^2})`.
         """
-        sparse = actor_step_metrics(("bc_loss", "q_policy", "lambda"))
-        return (Phase("rebrac", self.update, steps, sparse_metrics=sparse),)
-
-    def policies(
-        self, state: ReBRACState, normalizer: ObservationNormalizer
-    ) -> dict[str, BatchPolicy]:
-        """`{"rebrac": pi}` behind the observation normaliser.
-
-        **Arguments:** `state`, a `ReBRACState`; `normalizer`, the dataset's observation
-        normaliser.
-
-        **Returns:** `{"rebrac": BasePolicy(normalizer, state.actor)}`.
-        """
-        return {"rebrac": BasePolicy(normalizer, state.actor)}
-
-    def _optimizers(self) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-        c = self.config
-        return make_optimizer(c.actor_learning_rate), make_optimizer(c.critic_learning_rate)
-
-    def init(self, key: PRNGKeyArray, previous: None = None) -> ReBRACState:
-        """Fresh actor and (LayerNorm) critics from `key`, targets equal to them, step 0.
-
-        **Arguments:** `key`; `previous` must be None (ReBRAC is a single stage).
-
-        **Returns:** the initial `ReBRACState`.
-        """
-        del previous
-        c = self.config
-        akey, qkey = jr.split(key)
-        actor = DeterministicPolicy(self.obs_dim, self.act_dim, c.width, c.depth, key=akey)
-        critic = CriticEnsemble(
-            self.obs_dim,
-            self.act_dim,
-            c.num_critics,
-            c.width,
-            c.depth,
-            key=qkey,
-            layer_norm=c.critic_layer_norm == "on",
-        )
-        actor_optimizer, critic_optimizer = self._optimizers()
-        return ReBRACState(
-            actor=actor,
-            target_actor=actor,
-            critic=critic,
-            target_critic=critic,
-            actor_opt=init_opt(actor_optimizer, actor),
-            critic_opt=init_opt(critic_optimizer, critic),
-            step=jnp.zeros((), jnp.int32),
-        )
-
-    def _target(
-        self, state: ReBRACState, batch: TrainingBatch, key: PRNGKeyArray
-    ) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
-        c = self.config
-        next_actions = smoothed_target_actions(
-            state.target_actor, batch.next_observations, key, c.policy_noise, c.noise_clip
-        )
         distance = jnp.sum((next_actions - batch.next_actions) ** 2, axis=-1)
-        target = clipped_double_q_target(
-            state.target_critic, batch, next_actions, c.gamma, c.critic_bc_coef * distance
-        )
-        return target, distance
-
-    def critic_target(
-        self, state: ReBRACState, batch: TrainingBatch, key: PRNGKeyArray
-    ) -> Float[Array, " n"]:
-        """The penalised clipped double-Q target `y` of every row (noise from `key`).
-
-        **Arguments:** `state` (its target actor and target critics), a batch with
-        `next_actions`, and `key`.
-
-        **Returns:** `y = r + gamma (1 - terminal) (min_i Q'_i(s', a') - beta_2 ||a' - a'_data||^2)`
-        per row (`a'_data = batch.next_actions`).
-        """
-        return self._target(state, batch, key)[0]
-
-    def critic_loss(
-        self, critic: CriticEnsemble, state: ReBRACState, batch: TrainingBatch, key: PRNGKeyArray
-    ) -> tuple[Float[Array, ""], Metrics]:
-        """`sum_i mean (Q_i(s, a) - y)^2`; `y` comes from `state`'s targets, stop-gradiented.
-
-        **Arguments:** `critic`, the online critics (differentiated); `state`, `batch` and
-        `key`, as in `critic_target`.
-
-        **Returns:** `(loss, metrics)` with the means of `Q_i(s, a)`, of `y` and of
-        `||a' - a'_data||^2`.
-        """
-        target, distance = self._target(state, batch, key)
-        loss, q = critic_regression(critic, batch.observations, batch.actions, target)
-        metrics = {
-            "q_data": jnp.mean(q),
-            "q_target": jnp.mean(target),
-            "next_action_mse": jnp.mean(distance),
-        }
-        return loss, metrics
+        return self.config.critic_bc_coef * distance, {"next_action_mse": jnp.mean(distance)}
 
     def actor_loss(
         self, actor: DeterministicPolicy, critic: CriticEnsemble, batch: TrainingBatch
@@ -334,29 +192,3 @@ class ReBRAC(Learner):
         distance = jnp.sum((pi - batch.actions) ** 2, axis=-1)
         loss = jnp.mean(self.config.actor_bc_coef * distance - lam * q)
         return loss, {"bc_loss": jnp.mean(distance), "q_policy": jnp.mean(q), "lambda": lam}
-
-    def update(
-        self, state: ReBRACState, batch: TrainingBatch, key: PRNGKeyArray
-    ) -> tuple[ReBRACState, Metrics]:
-        """One ReBRAC update (a critic step; an actor and target step every `policy_delay`).
-
-        **Arguments:** `state`, a `TrainingBatch` with normalised observations, and `key`
-        (the target-policy noise).
-
-        **Returns:** `(new_state, metrics)`: `critic_loss`, `q_data`, `q_target`,
-        `next_action_mse`, and the actor step's `actor_loss`, `bc_loss`, `q_policy`, `lambda`
-        (zeros when `actor_updated` is 0).
-        """
-        c = self.config
-        actor_optimizer, critic_optimizer = self._optimizers()
-        return td3_update(
-            state,
-            batch,
-            key,
-            critic_loss=self.critic_loss,
-            actor_loss=self.actor_loss,
-            actor_optimizer=actor_optimizer,
-            critic_optimizer=critic_optimizer,
-            tau=c.polyak,
-            policy_delay=c.policy_delay,
-        )

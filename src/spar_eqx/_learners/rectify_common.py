@@ -17,7 +17,7 @@ from .._ensemble import CriticEnsemble
 from .._evaluation import BatchPolicy
 from .._hyper import Scalar
 from .._learner import Learner
-from .._networks import DeterministicPolicy, TanhGaussianPolicy
+from .._networks import AbstractAnchorPolicy
 from .._policy import BasePolicy, SPARPolicy
 from .._weighting import advantage_weights, normalized_advantage
 from ..data._normalize import ObservationNormalizer
@@ -31,11 +31,12 @@ class FrozenAnchor(eqx.Module):
 
     **Fields:**
 
-    - `policy`: the BC anchor `pi_base` (deterministic, or Gaussian for Adroit and AntMaze).
+    - `policy`: the BC anchor `pi_base`, an `AbstractAnchorPolicy` (deterministic, Gaussian
+      for Adroit and AntMaze, or a flow).
     - `critic`: the Stage I critic ensemble behind `Q_rob` (eq. 1).
     """
 
-    policy: DeterministicPolicy | TanhGaussianPolicy
+    policy: AbstractAnchorPolicy
     critic: CriticEnsemble
 
     @classmethod
@@ -61,7 +62,8 @@ class FrozenAnchor(eqx.Module):
         return self.policy.max_action
 
     def base_actions(self, obs: Float[Array, "batch obs_dim"]) -> Float[Array, "batch act_dim"]:
-        """`a_base = pi_base(s)` of eq. 7-10 (the mode, for a Gaussian anchor), gradients stopped.
+        """`a_base = pi_base(s)` of eq. 7-10 (a Gaussian anchor's mode, a flow anchor's
+        fixed-noise sample: `AbstractAnchorPolicy`), gradients stopped.
 
         **Arguments:**
 
@@ -239,6 +241,23 @@ class Rectifier(Learner):
     guide_critics: tuple[int, ...] = eqx.field(static=True)
     gate: GateConfig = GateConfig()
     gate_critics: tuple[int, ...] = eqx.field(static=True, default=())
+
+    def data_weights(
+        self,
+        anchor: FrozenAnchor,
+        obs: Float[Array, "batch obs_dim"],
+        actions: Float[Array, "batch act_dim"],
+        base: Float[Array, "batch act_dim"],
+    ) -> tuple[Float[Array, " batch"], Float[Array, " batch"]]:
+        """`data_weights` of the anchor's data critics (Section 3.2.2, eq. 7, 8).
+
+        **Arguments:** `anchor`, the frozen anchor; `obs`, `actions`, the batch's states and
+        dataset actions; `base`, their base actions.
+
+        **Returns:** `(weights, advantages)` per row, both without gradient.
+        """
+        data_critic = anchor.critic.select(self.data_critics)
+        return data_weights(data_critic, obs, actions, base, self.config)
 
     @abc.abstractmethod
     def residual(self, state):

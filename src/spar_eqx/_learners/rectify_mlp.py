@@ -16,7 +16,6 @@ from .rectify_common import (
     FrozenAnchor,
     Rectifier,
     conflict_metrics,
-    data_weights,
     robust_q,
     weight_metrics,
 )
@@ -124,9 +123,8 @@ class RectifyMLP(Rectifier):
         c, anchor = self.config, state.anchor
         obs, act = batch.observations, batch.actions
         base = anchor.base_actions(obs)
-        data_critic = anchor.critic.select(self.data_critics)
         guide_critic = anchor.critic.select(self.guide_critics)
-        w, adv = data_weights(data_critic, obs, act, base, c)
+        w, adv = self.data_weights(anchor, obs, act, base)
 
         def loss_fn(residual):
             res = jax.vmap(residual)(obs, base)

@@ -1,4 +1,5 @@
-"""Stage II, SPAR-PLAS (ablation): a frozen residual CVAE and a latent policy (Alg. 3)."""
+"""Stage II, SPAR-PLAS (ablation): a frozen residual generator (the CVAE, or a flow) and a
+latent policy over its noise (Alg. 3), written once against `AbstractResidualGenerator`."""
 
 import equinox as eqx
 import jax
@@ -6,22 +7,22 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._components import GENERATORS
 from .._conflict import guidance_update
+from .._generator import AbstractResidualGenerator
 from .._learner import Phase
 from .._losses import value_guidance, weighted_reconstruction
 from .._optim import apply_grads, init_opt, make_optimizer
 from .._policy import PLASResidual
-from .._residual import LatentPolicy, ResidualCVAE
+from .._residual import LatentPolicy
 from ..data._transitions import Transitions
 from .rectify_common import (
     FrozenAnchor,
     Rectifier,
     conflict_metrics,
-    data_weights,
     robust_q,
     weight_metrics,
 )
-from .rectify_proj import weighted_elbo
 
 
 class PLASState(eqx.Module):
@@ -30,16 +31,18 @@ class PLASState(eqx.Module):
     **Fields:**
 
     - `anchor`: the frozen Stage I anchor.
-    - `cvae`: the residual CVAE (eq. 8), trained in phase 1 and frozen in phase 2.
-    - `latent_policy`: the deterministic latent actor `pi_z(s, a_base)`, trained in phase 2.
-    - `cvae_opt`, `latent_opt`: their Adam states.
+    - `generator`: the residual generator (the CVAE of eq. 8, or a `ResidualFlow`), trained
+      in phase 1 and frozen in phase 2.
+    - `latent_policy`: the deterministic latent actor `pi_z(s, a_base)` over the generator's
+      noise, trained in phase 2.
+    - `generator_opt`, `latent_opt`: their Adam states.
     - `step`: updates so far, over both phases.
     """
 
     anchor: FrozenAnchor
-    cvae: ResidualCVAE
+    generator: AbstractResidualGenerator
     latent_policy: LatentPolicy
-    cvae_opt: optax.OptState
+    generator_opt: optax.OptState
     latent_opt: optax.OptState
     step: Int[Array, ""]
 
@@ -47,10 +50,21 @@ class PLASState(eqx.Module):
 class RectifyPLAS(Rectifier):
     """SPAR-PLAS (Alg. 3) in two phases, each a pure `update(state, batch, key)`.
 
-    Phase 1 (`update_vae`): the residual CVAE by weighted ELBO (eq. 8).
-    Phase 2 (`update_latent`): the CVAE is frozen; a deterministic latent policy
-    `z = pi_z(s, a_base)` ascends `Q_rob(s, clip(a_base + dec(s, a_base, z)))`
-    (Alg. 3, lines 11-17). `plas_vae_fraction` of the stage's steps go to phase 1.
+    Phase 1 (`update_vae`): the residual generator by its weighted fit (eq. 8: the CVAE's
+    weighted ELBO, or a flow's weighted flow matching).
+    Phase 2 (`update_latent`): the generator is frozen; a deterministic latent policy
+    `z = pi_z(s, a_base)` ascends `Q_rob(s, clip(a_base + G(s, a_base, z)))`
+    (Alg. 3, lines 11-17; `G` decodes the latent, or integrates the flow from `z`).
+    `plas_vae_fraction` of the stage's steps go to phase 1.
+
+    Phase 2's loss, `-lambda_g E[Q_rob]`, is its only term, so under Adam `lambda_g` cancels
+    (Adam's step does not depend on a constant scale of the gradient, up to its epsilon) and
+    `lambda_g = 0` leaves the latent policy untrained: the literal Algorithm 3 cannot produce
+    Table 4's three different SPAR-PLAS rows. `config.plas_objective = "fit"` adds the
+    weighted fit of the data residuals through the frozen generator,
+    `recon_weight E[w ||G(s, a_base, pi_z(s, a_base)) - (a - a_base)||^2]` (the `L_fit` of the
+    conflict metrics below), so that `lambda_g` trades fit against guidance as in SPAR-MLP's
+    eq. 7 (see the Training docs, *Choices where the paper is silent or inconsistent*).
 
     Gradient conflict (Section 4.3, with `config.log_conflict`, phase 2 only: phase 1 has no
     guidance): `theta` is the latent actor, the module Section 4.3 names for PLAS; `L_fit` is
@@ -69,7 +83,7 @@ class RectifyPLAS(Rectifier):
     """
 
     def residual(self, state):
-        """The residual of the deployed policy, `dec(s, a_base, pi_z(s, a_base))` (Alg. 3).
+        """The residual of the deployed policy, `G(s, a_base, pi_z(s, a_base))` (Alg. 3).
 
         **Arguments:**
 
@@ -77,9 +91,9 @@ class RectifyPLAS(Rectifier):
 
         **Returns:**
 
-        A `PLASResidual` of its latent policy and CVAE.
+        A `PLASResidual` of its latent policy and generator.
         """
-        return PLASResidual(state.latent_policy, state.cvae)
+        return PLASResidual(state.latent_policy, state.generator)
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
         """Alg. 3's two loops: the CVAE phase (no periodic evaluation: the latent policy is
@@ -92,11 +106,12 @@ class RectifyPLAS(Rectifier):
 
         **Returns:**
 
-        `(Phase("cvae", update_vae, ...), Phase("latent", update_latent, ...))`.
+        `(Phase(generator, update_vae, ...), Phase("latent", update_latent, ...))`, the first
+        named after `config.generator` (`"cvae"` or `"flow"`).
         """
         vae_steps = max(1, round(self.config.plas_vae_fraction * steps))
         return (
-            Phase("cvae", self.update_vae, vae_steps, evaluate=False),
+            Phase(self.config.generator, self.update_vae, vae_steps, evaluate=False),
             Phase("latent", self.update_latent, max(0, steps - vae_steps)),
         )
 
@@ -105,7 +120,7 @@ class RectifyPLAS(Rectifier):
 
         **Arguments:**
 
-        - `key`: initialises the CVAE and the latent policy.
+        - `key`: initialises the generator and the latent policy.
         - `previous`: Stage I's final state, or a `FrozenAnchor`.
 
         **Returns:**
@@ -115,13 +130,11 @@ class RectifyPLAS(Rectifier):
         c, anchor = self.config, FrozenAnchor.of(previous)
         policy = anchor.policy
         vae_key, pol_key = jax.random.split(key)
-        cvae = ResidualCVAE(
-            policy.obs_dim, policy.act_dim, c.latent_dim, c.width, c.cvae_depth, key=vae_key
-        )
+        generator = GENERATORS[c.generator](c, policy.obs_dim, policy.act_dim, vae_key)
         latent_policy = LatentPolicy(
             policy.obs_dim,
             policy.act_dim,
-            c.latent_dim,
+            generator.noise_dim,
             c.width,
             c.latent_policy_depth,
             c.max_latent,
@@ -130,9 +143,9 @@ class RectifyPLAS(Rectifier):
         opt = make_optimizer(c.learning_rate, c.grad_clip)
         return PLASState(
             anchor,
-            cvae,
+            generator,
             latent_policy,
-            init_opt(opt, cvae),
+            init_opt(opt, generator),
             init_opt(opt, latent_policy),
             jnp.zeros((), jnp.int32),
         )
@@ -140,42 +153,42 @@ class RectifyPLAS(Rectifier):
     def update_vae(
         self, state: PLASState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[PLASState, dict[str, Float[Array, ""]]]:
-        """One Adam step of the CVAE on the weighted ELBO (eq. 8; Alg. 3, phase 1).
+        """One Adam step of the generator on its weighted fit (eq. 8; Alg. 3, phase 1).
 
         **Arguments:**
 
         - `state`: the current `PLASState`.
         - `batch`: transitions with normalised observations.
-        - `key`: the ELBO's reparameterisation noise.
+        - `key`: the fit's noise.
 
         **Returns:**
 
-        `(new_state, metrics)`: `loss`, `recon_loss`, `kl` and the `weight_metrics`.
+        `(new_state, metrics)`: `loss`, the fit's terms (`recon_loss` and `kl` for the CVAE,
+        `flow_loss` for a flow) and the `weight_metrics`.
         """
         c, anchor = self.config, state.anchor
         obs, act = batch.observations, batch.actions
         base = anchor.base_actions(obs)
-        w, adv = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
-        loss_fn = lambda cvae: weighted_elbo(cvae, obs, base, act - base, w, c, key)
-        (loss, (rec, kl)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(state.cvae)
-        opt = make_optimizer(c.learning_rate, c.grad_clip)
-        cvae, cvae_opt = apply_grads(opt, state.cvae, grads, state.cvae_opt)
-        new_state = eqx.tree_at(
-            lambda s: (s.cvae, s.cvae_opt, s.step), state, (cvae, cvae_opt, state.step + 1)
+        w, adv = self.data_weights(anchor, obs, act, base)
+        loss_fn = lambda gen: gen.fit_loss(obs, base, act - base, w, c, key)
+        (loss, fit_metrics), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
+            state.generator
         )
-        metrics = {
-            "loss": loss,
-            "recon_loss": rec,
-            "kl": kl,
-            **weight_metrics(w, adv, c),
-        }
+        opt = make_optimizer(c.learning_rate, c.grad_clip)
+        generator, generator_opt = apply_grads(opt, state.generator, grads, state.generator_opt)
+        new_state = eqx.tree_at(
+            lambda s: (s.generator, s.generator_opt, s.step),
+            state,
+            (generator, generator_opt, state.step + 1),
+        )
+        metrics = {"loss": loss, **fit_metrics, **weight_metrics(w, adv, c)}
         return new_state, metrics
 
     def update_latent(
         self, state: PLASState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[PLASState, dict[str, Float[Array, ""]]]:
         """One Adam step of the latent policy on `-lambda_g E[Q_rob]` through the frozen
-        decoder (Alg. 3, lines 11-17).
+        generator (Alg. 3, lines 11-17).
 
         **Arguments:**
 
@@ -194,14 +207,23 @@ class RectifyPLAS(Rectifier):
         obs = batch.observations
         base = anchor.base_actions(obs)
         guide_critic = anchor.critic.select(self.guide_critics)
-        decoder = eqx.filter(state.cvae, eqx.is_array, replace=None)
-        decoder = eqx.combine(jax.lax.stop_gradient(decoder), state.cvae)
+        frozen = eqx.filter(state.generator, eqx.is_array, replace=None)
+        frozen = eqx.combine(jax.lax.stop_gradient(frozen), state.generator)
+
+        if c.plas_objective == "fit":  # the data weights of the fit term (no gradient)
+            act = batch.actions
+            w_fit, _ = self.data_weights(anchor, obs, act, base)
 
         def loss_fn(latent_policy):
             z = jax.vmap(latent_policy)(obs, base)
-            residual = jax.vmap(decoder.decode)(obs, base, z)
+            residual = jax.vmap(frozen.generate)(obs, base, z)
             q, _ = robust_q(guide_critic, obs, anchor.clip(base + residual), c.lambda_u)
-            return c.lambda_g * value_guidance(q), (q, residual)
+            loss = c.lambda_g * value_guidance(q)
+            if c.plas_objective == "fit":  # static: `literal` is Algorithm 3 as written
+                loss = loss + c.recon_weight * weighted_reconstruction(
+                    residual, batch.actions - base, w_fit
+                )
+            return loss, (q, residual)
 
         (loss, (q, residual)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
             state.latent_policy
@@ -220,11 +242,11 @@ class RectifyPLAS(Rectifier):
         }
         if c.log_conflict:  # static: without it the update is exactly the one above
             act = batch.actions
-            w, _ = data_weights(anchor.critic.select(self.data_critics), obs, act, base, c)
+            w, _ = self.data_weights(anchor, obs, act, base)
 
             def fit_loss(latent_policy):
                 z = jax.vmap(latent_policy)(obs, base)
-                decoded = jax.vmap(decoder.decode)(obs, base, z)
+                decoded = jax.vmap(frozen.generate)(obs, base, z)
                 return c.recon_weight * weighted_reconstruction(decoded, act - base, w)
 
             no_guidance = jax.tree_util.tree_map(jnp.zeros_like, grads)

@@ -1,4 +1,5 @@
-"""Stage II, SPAR-PROJ: a residual CVAE with latent self-imitation (eq. 8-10, Alg. 4)."""
+"""Stage II, SPAR-PROJ: a residual generator (the CVAE, or a flow) with latent
+self-imitation (eq. 8-10, Alg. 4), written once against `AbstractResidualGenerator`."""
 
 import equinox as eqx
 import jax
@@ -7,25 +8,21 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._components import GENERATORS
 from .._config import ResidualConfig
 from .._conflict import guidance_update
 from .._ensemble import CriticEnsemble
+from .._generator import AbstractResidualGenerator
 from .._learner import Phase
-from .._losses import (
-    convex_targets,
-    gaussian_kl,
-    latent_self_imitation,
-    weighted_reconstruction,
-)
+from .._losses import convex_targets, latent_self_imitation
 from .._optim import apply_grads, init_opt, make_optimizer
-from .._residual import ResidualCVAE, polyak
+from .._residual import polyak, weighted_elbo
 from .._weighting import candidate_weights, normalized_advantage
 from ..data._transitions import Transitions
 from .rectify_common import (
     FrozenAnchor,
     Rectifier,
     conflict_metrics,
-    data_weights,
     robust_q,
     robust_q_candidates,
     weight_metrics,
@@ -38,58 +35,26 @@ class PROJState(eqx.Module):
     **Fields:**
 
     - `anchor`: the frozen Stage I anchor.
-    - `cvae`: the residual CVAE (eq. 8), trained.
-    - `target_cvae`: its EMA copy `pi_res'`, which decodes the self-imitation candidates.
-    - `opt`: the CVAE's Adam state.
+    - `generator`: the residual generator (the CVAE of eq. 8, or a `ResidualFlow`), trained.
+    - `target_generator`: its EMA copy `pi_res'`, which generates the self-imitation
+      candidates.
+    - `opt`: the generator's Adam state.
     - `step`: updates so far (decides the projection steps).
     """
 
     anchor: FrozenAnchor
-    cvae: ResidualCVAE
-    target_cvae: ResidualCVAE
+    generator: AbstractResidualGenerator
+    target_generator: AbstractResidualGenerator
     opt: optax.OptState
     step: Int[Array, ""]
 
 
-def weighted_elbo(
-    cvae: ResidualCVAE,
-    obs: Float[Array, "batch obs_dim"],
-    base: Float[Array, "batch act_dim"],
-    residual: Float[Array, "batch act_dim"],
-    weights: Float[Array, " batch"],
-    config: ResidualConfig,
-    key: PRNGKeyArray,
-) -> tuple[Float[Array, ""], tuple[Float[Array, ""], Float[Array, ""]]]:
-    """Eq. 8: `recon_weight * E[w ||dec(s, a_base, z) - delta||^2] + beta * KL`.
-
-    The weight multiplies only the reconstruction; the KL is never weighted.
-    `z ~ q(z | s, delta)` is drawn by reparameterisation with `key`.
-
-    **Arguments:**
-
-    - `cvae`: the residual CVAE.
-    - `obs`, `base`: the batch's states and base actions `a_base`.
-    - `residual`: the data residuals `delta = a - a_base`.
-    - `weights`: the data weights `w(s, a)` (no gradient flows into them).
-    - `config`: the `ResidualConfig` (`recon_weight`, `kl_weight` = `beta`).
-    - `key`: the reparameterisation noise, one draw per row.
-
-    **Returns:**
-
-    `(loss, (reconstruction, kl))`, three scalars.
-    """
-    keys = jr.split(key, obs.shape[0])
-    recon, mean, log_std = jax.vmap(lambda o, b, r, k: cvae(o, b, r, key=k))(
-        obs, base, residual, keys
-    )
-    rec = weighted_reconstruction(recon, residual, weights)
-    kl = gaussian_kl(mean, log_std)
-    return config.recon_weight * rec + config.kl_weight * kl, (rec, kl)
+__all__ = ["PROJState", "RectifyPROJ", "self_imitation_targets", "weighted_elbo"]
 
 
 def self_imitation_targets(
     anchor: FrozenAnchor,
-    target_cvae: ResidualCVAE,
+    target_generator: AbstractResidualGenerator,
     guide_critic: CriticEnsemble,
     obs: Float[Array, "batch obs_dim"],
     base: Float[Array, "batch act_dim"],
@@ -101,28 +66,30 @@ def self_imitation_targets(
     Float[Array, "batch candidates"],
     Float[Array, "batch candidates"],
 ]:
-    """Eq. 9: K prior latents per state, their EMA-decoded residuals and normalised weights.
+    """Eq. 9: K prior noises per state, their EMA-generated residuals and normalised weights.
+
+    The noises are the CVAE's latents, or a flow's initial points (integrated to residuals).
 
     **Arguments:**
 
     - `anchor`: the frozen anchor (clips the candidate actions `a_base + delta_k`).
-    - `target_cvae`: the EMA target `pi_res'` that decodes the candidates.
+    - `target_generator`: the EMA target `pi_res'` that generates the candidates.
     - `guide_critic`: the guide critics that score them.
     - `obs`, `base`: the batch's states and base actions.
     - `config`: the `ResidualConfig` (`num_candidates` = K, `lambda_u`, `temperature`,
       `sensitivity`, `filtering`).
-    - `key`: draws the latents `z_k ~ N(0, I)`.
+    - `key`: draws the noises `z_k ~ N(0, I)`.
 
     **Returns:**
 
-    `(latents, targets, omega, advantages)`: the latents `z_k`, the decoded residuals
+    `(latents, targets, omega, advantages)`: the noises `z_k`, the generated residuals
     `delta_k`, the normalised weights `omega_k` and the advantages `A~_k`, all without
     gradient.
     """
     k = config.num_candidates
-    latents = jr.normal(key, (obs.shape[0], k, target_cvae.latent_dim))
-    decode_k = jax.vmap(target_cvae.decode, in_axes=(None, None, 0))
-    targets = jax.vmap(decode_k)(obs, base, latents)
+    latents = jr.normal(key, (obs.shape[0], k, target_generator.noise_dim))
+    generate_k = jax.vmap(target_generator.generate, in_axes=(None, None, 0))
+    targets = jax.vmap(generate_k)(obs, base, latents)
     q_k = robust_q_candidates(
         guide_critic, obs, anchor.clip(base[:, None, :] + targets), config.lambda_u
     )
@@ -141,15 +108,19 @@ class RectifyPROJ(Rectifier):
     """SPAR-PROJ (eq. 8-10, Alg. 4) as pure functions: `init(key, anchor)`, `update(state, batch,
     key)`.
 
-    Every step fits the weighted ELBO (eq. 8). Every `projection_period` steps
-    (counted from step 0) it adds `lambda_g` times the latent self-imitation loss
-    (eq. 10): K latents `z_k ~ N(0, I)` are decoded by the EMA target decoder,
-    weighted by `omega_k` (eq. 9), and the online decoder regresses onto them.
-    The target CVAE is Polyak-averaged every step with rate `target_tau`.
+    Every step fits the generator's weighted fit (eq. 8: the CVAE's weighted ELBO, or a
+    flow's weighted flow matching). Every `projection_period` steps (counted from step 0) it
+    adds `lambda_g` times the latent self-imitation loss (eq. 10): K noises `z_k ~ N(0, I)`
+    are turned into residuals by the EMA target generator (decoded, or integrated), weighted
+    by `omega_k` (eq. 9), and the online generator's residuals at the same noises regress onto
+    them (through the Euler loop, for a flow). The target generator is Polyak-averaged every
+    step with rate `target_tau`. `config.generator` picks the generator
+    (`spar_eqx._components.GENERATORS`).
 
-    Gradient conflict (Section 4.3, with `config.log_conflict`): `theta` is the CVAE decoder
-    (the only part both objectives reach; the encoder is held fixed); `L_fit` is eq. 8's
-    weighted ELBO on the batch, with this step's reparameterisation noise; the guidance step
+    Gradient conflict (Section 4.3, with `config.log_conflict`): `theta` is the generator's
+    `generative_part()` (the CVAE decoder, the only part both objectives reach, the encoder
+    held fixed; a flow's velocity field); `L_fit` is the weighted fit on the batch, with this
+    step's noise; the guidance step
     is what `lambda_g` times eq. 10's loss (this step's latents and EMA targets) adds to the
     optimiser update (`guidance_update`: Adam from the current state on the ELBO plus
     self-imitation gradient, minus Adam on the ELBO gradient alone), restricted to the
@@ -165,7 +136,7 @@ class RectifyPROJ(Rectifier):
     """
 
     def residual(self, state):
-        """The residual of the deployed policy, the CVAE `pi_res(s, a_base, z)` of eq. 8.
+        """The residual of the deployed policy, the generator `pi_res(s, a_base, z)` of eq. 8.
 
         **Arguments:**
 
@@ -173,9 +144,9 @@ class RectifyPROJ(Rectifier):
 
         **Returns:**
 
-        Its online `ResidualCVAE`.
+        Its online generator (`ResidualCVAE` or `ResidualFlow`).
         """
-        return state.cvae
+        return state.generator
 
     def phases(self, steps: int) -> tuple[Phase, ...]:
         """Alg. 4's single loop: `update` for all of Stage II's steps.
@@ -200,7 +171,7 @@ class RectifyPROJ(Rectifier):
 
         **Arguments:**
 
-        - `key`: initialises the CVAE (the target starts as a copy).
+        - `key`: initialises the generator (the target starts as a copy).
         - `previous`: Stage I's final state, or a `FrozenAnchor`.
 
         **Returns:**
@@ -209,26 +180,27 @@ class RectifyPROJ(Rectifier):
         """
         c, anchor = self.config, FrozenAnchor.of(previous)
         policy = anchor.policy
-        cvae = ResidualCVAE(
-            policy.obs_dim, policy.act_dim, c.latent_dim, c.width, c.cvae_depth, key=key
-        )
+        generator = GENERATORS[c.generator](c, policy.obs_dim, policy.act_dim, key)
         opt = make_optimizer(c.learning_rate, c.grad_clip)
-        return PROJState(anchor, cvae, cvae, init_opt(opt, cvae), jnp.zeros((), jnp.int32))
+        return PROJState(
+            anchor, generator, generator, init_opt(opt, generator), jnp.zeros((), jnp.int32)
+        )
 
     def update(
         self, state: PROJState, batch: Transitions, key: PRNGKeyArray
     ) -> tuple[PROJState, dict[str, Float[Array, ""]]]:
-        """One Adam step on eq. 8 (plus eq. 10 on projection steps), then the EMA (Alg. 4).
+        """One Adam step on the fit (plus eq. 10 on projection steps), then the EMA (Alg. 4).
 
         **Arguments:**
 
         - `state`: the current `PROJState`.
         - `batch`: transitions with normalised observations.
-        - `key`: split into the ELBO's reparameterisation noise and the candidate latents.
+        - `key`: split into the fit's noise and the candidate noises.
 
         **Returns:**
 
-        `(new_state, metrics)`: `loss`, `recon_loss`, `kl`, `self_imitation_loss` (0 off
+        `(new_state, metrics)`: `loss`, the fit's terms (`recon_loss` and `kl` for the CVAE,
+        `flow_loss` for a flow), `self_imitation_loss` (0 off
         projection steps), `projected`, `states_with_targets`, `candidate_advantage` and the
         `weight_metrics`; with `config.log_conflict` also `conflict_dd` and `conflict_vsd` of
         this batch's self-imitation step (Section 4.3).
@@ -237,17 +209,16 @@ class RectifyPROJ(Rectifier):
         elbo_key, latent_key = jr.split(key)
         obs, act = batch.observations, batch.actions
         base = anchor.base_actions(obs)
-        data_critic = anchor.critic.select(self.data_critics)
         guide_critic = anchor.critic.select(self.guide_critics)
-        w, adv = data_weights(data_critic, obs, act, base, c)
+        w, adv = self.data_weights(anchor, obs, act, base)
         project = (state.step % c.projection_period) == 0
 
-        def guide_loss(cvae):
+        def guide_loss(generator):
             latents, targets, omega, cand_adv = self_imitation_targets(
-                anchor, state.target_cvae, guide_critic, obs, base, c, latent_key
+                anchor, state.target_generator, guide_critic, obs, base, c, latent_key
             )
-            decode_k = jax.vmap(cvae.decode, in_axes=(None, None, 0))
-            predicted = jax.vmap(decode_k)(obs, base, latents)
+            generate_k = jax.vmap(generator.generate, in_axes=(None, None, 0))
+            predicted = jax.vmap(generate_k)(obs, base, latents)
             if c.self_imitation == "convex":  # Prop. 3.3(i): one combined target per state
                 combined = convex_targets(targets, omega)
                 targets = jnp.broadcast_to(combined[:, None, :], targets.shape)
@@ -258,23 +229,24 @@ class RectifyPROJ(Rectifier):
             zero = jnp.zeros((), jnp.float32)
             return zero, (zero, zero)
 
-        def loss_fn(cvae):
-            fit, (rec, kl) = weighted_elbo(cvae, obs, base, act - base, w, c, elbo_key)
-            guide, aux = jax.lax.cond(project, lambda: guide_loss(cvae), skip)
-            return fit + c.lambda_g * guide, (rec, kl, guide, aux)
+        def fit_loss(generator):
+            return generator.fit_loss(obs, base, act - base, w, c, elbo_key)
+
+        def loss_fn(generator):
+            fit, fit_metrics = fit_loss(generator)
+            guide, aux = jax.lax.cond(project, lambda: guide_loss(generator), skip)
+            return fit + c.lambda_g * guide, (fit_metrics, guide, aux)
 
         opt = make_optimizer(c.learning_rate, c.grad_clip)
-        (loss, (rec, kl, guide, (accepted, cand_adv))), grads = eqx.filter_value_and_grad(
+        (loss, (fit_metrics, guide, (accepted, cand_adv))), grads = eqx.filter_value_and_grad(
             loss_fn, has_aux=True
-        )(state.cvae)
-        cvae, opt_state = apply_grads(opt, state.cvae, grads, state.opt)
-        new_state = PROJState(
-            anchor, cvae, polyak(state.target_cvae, cvae, c.target_tau), opt_state, state.step + 1
-        )
+        )(state.generator)
+        generator, opt_state = apply_grads(opt, state.generator, grads, state.opt)
+        target = polyak(state.target_generator, generator, c.target_tau)
+        new_state = PROJState(anchor, generator, target, opt_state, state.step + 1)
         metrics = {
             "loss": loss,
-            "recon_loss": rec,
-            "kl": kl,
+            **fit_metrics,
             "self_imitation_loss": guide,
             "projected": project.astype(jnp.float32),
             "states_with_targets": accepted,
@@ -283,15 +255,14 @@ class RectifyPROJ(Rectifier):
         }
         if c.log_conflict:  # static: without it the update is exactly the one above
 
-            def elbo(cvae):
-                return weighted_elbo(cvae, obs, base, act - base, w, c, elbo_key)[0]
+            def fit_of_part(part):
+                whole = eqx.tree_at(lambda m: m.generative_part(), state.generator, part)
+                return fit_loss(whole)[0]
 
-            def elbo_of_decoder(decoder):
-                return elbo(eqx.tree_at(lambda m: m.decoder, state.cvae, decoder))
-
-            fit_grads = eqx.filter_grad(elbo)(state.cvae)
-            guide_grads = eqx.filter_grad(lambda m: guide_loss(m)[0])(state.cvae)
+            fit_grads = eqx.filter_grad(lambda m: fit_loss(m)[0])(state.generator)
+            guide_grads = eqx.filter_grad(lambda m: guide_loss(m)[0])(state.generator)
             guided = jax.tree_util.tree_map(lambda f, g: f + c.lambda_g * g, fit_grads, guide_grads)
-            delta = guidance_update(opt, state.opt, state.cvae, guided, fit_grads)
-            metrics |= conflict_metrics(elbo_of_decoder, state.cvae.decoder, delta.decoder)
+            delta = guidance_update(opt, state.opt, state.generator, guided, fit_grads)
+            part = state.generator.generative_part()
+            metrics |= conflict_metrics(fit_of_part, part, delta.generative_part())
         return new_state, metrics

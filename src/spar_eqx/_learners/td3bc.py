@@ -1,30 +1,17 @@
 """TD3+BC (Fujimoto & Gu 2021, "A Minimalist Approach to Offline Reinforcement Learning")."""
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
-import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float
 
 from .._ensemble import CriticEnsemble
-from .._evaluation import BatchPolicy
-from .._hyper import Scalar, check_count, check_non_negative, check_positive, check_unit, hyper
-from .._learner import Learner, Phase
+from .._hyper import Scalar, check_non_negative, hyper
 from .._networks import DeterministicPolicy
-from .._optim import init_opt, make_optimizer
-from .._policy import BasePolicy
-from ..data._normalize import ObservationNormalizer
 from ..data._transitions import Transitions
-from ._td3 import (
-    Metrics,
-    actor_step_metrics,
-    clipped_double_q_target,
-    critic_regression,
-    frozen,
-    smoothed_target_actions,
-    td3_update,
-)
+from ._td3 import AbstractTD3, Metrics, TD3State, check_td3_config, frozen
 
 
 class TD3BCConfig(eqx.Module):
@@ -96,45 +83,14 @@ class TD3BCConfig(eqx.Module):
     )  # fmt: skip
 
     def __check_init__(self):
-        check_count(
-            num_critics=self.num_critics,
-            width=self.width,
-            depth=self.depth,
-            policy_delay=self.policy_delay,
-            batch_size=self.batch_size,
-        )
-        check_positive(
-            actor_learning_rate=self.actor_learning_rate,
-            critic_learning_rate=self.critic_learning_rate,
-        )
-        check_non_negative(
-            alpha=self.alpha, policy_noise=self.policy_noise, noise_clip=self.noise_clip
-        )
-        check_unit(gamma=self.gamma, polyak=self.polyak)
+        check_td3_config(self)
+        check_non_negative(alpha=self.alpha)
 
 
-class TD3BCState(eqx.Module):
-    """TD3+BC's networks, their targets, optimiser states and the update counter.
-
-    **Fields:**
-
-    - `actor`, `target_actor`: the `DeterministicPolicy` and its Polyak average.
-    - `critic`, `target_critic`: the `CriticEnsemble` and its Polyak average.
-    - `actor_opt`, `critic_opt`: their Adam states.
-    - `step`: int32 scalar, the number of updates made (shared across seeds by the trainer;
-      the actor steps when `step % policy_delay == 0`).
-    """
-
-    actor: DeterministicPolicy
-    target_actor: DeterministicPolicy
-    critic: CriticEnsemble
-    target_critic: CriticEnsemble
-    actor_opt: optax.OptState
-    critic_opt: optax.OptState
-    step: Int[Array, ""]
+TD3BCState = TD3State  # TD3+BC's state is the TD3 family's
 
 
-class TD3BC(Learner):
+class TD3BC(AbstractTD3):
     """TD3+BC as a `Learner`: TD3 whose actor also regresses on the data actions.
 
     Each update makes one critic step on `sum_i mean (Q_i(s, a) - y)^2` with
@@ -148,6 +104,7 @@ class TD3BC(Learner):
     dimensions) followed by Polyak averaging of the target actor and target critics. The
     actor is a tanh-squashed `DeterministicPolicy`. Observations in `batch` are already
     normalised (TD3+BC's state normalisation is the trainer's `ObservationNormalizer`).
+    Everything but the actor loss is the TD3 family's (`AbstractTD3`).
 
     **Fields:**
 
@@ -158,89 +115,7 @@ class TD3BC(Learner):
     config: TD3BCConfig
     obs_dim: int = eqx.field(static=True)
     act_dim: int = eqx.field(static=True)
-
-    def phases(self, steps: int) -> tuple[Phase, ...]:
-        """One phase, `"td3bc"`, running `update` for all `steps`.
-
-        **Arguments:** `steps`, the number of updates of the stage.
-
-        **Returns:** `(Phase("td3bc", self.update, steps, sparse_metrics=...),)`: the
-        actor's metrics are averaged over its delayed steps (`actor_step_metrics`).
-        """
-        sparse = actor_step_metrics(("bc_loss", "q_policy", "lambda"))
-        return (Phase("td3bc", self.update, steps, sparse_metrics=sparse),)
-
-    def policies(
-        self, state: TD3BCState, normalizer: ObservationNormalizer
-    ) -> dict[str, BatchPolicy]:
-        """`{"td3bc": pi}` behind the observation normaliser.
-
-        **Arguments:** `state`, a `TD3BCState`; `normalizer`, the dataset's observation
-        normaliser.
-
-        **Returns:** `{"td3bc": BasePolicy(normalizer, state.actor)}`.
-        """
-        return {"td3bc": BasePolicy(normalizer, state.actor)}
-
-    def _optimizers(self) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-        c = self.config
-        return make_optimizer(c.actor_learning_rate), make_optimizer(c.critic_learning_rate)
-
-    def init(self, key: PRNGKeyArray, previous: None = None) -> TD3BCState:
-        """Fresh actor and critics from `key`, targets equal to them, step 0.
-
-        **Arguments:** `key`; `previous` must be None (TD3+BC is a single stage).
-
-        **Returns:** the initial `TD3BCState`.
-        """
-        del previous
-        c = self.config
-        akey, qkey = jr.split(key)
-        actor = DeterministicPolicy(self.obs_dim, self.act_dim, c.width, c.depth, key=akey)
-        critic = CriticEnsemble(
-            self.obs_dim, self.act_dim, c.num_critics, c.width, c.depth, key=qkey
-        )
-        actor_optimizer, critic_optimizer = self._optimizers()
-        return TD3BCState(
-            actor=actor,
-            target_actor=actor,
-            critic=critic,
-            target_critic=critic,
-            actor_opt=init_opt(actor_optimizer, actor),
-            critic_opt=init_opt(critic_optimizer, critic),
-            step=jnp.zeros((), jnp.int32),
-        )
-
-    def critic_target(
-        self, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
-    ) -> Float[Array, " n"]:
-        """The clipped double-Q target `y` of every row, with target-policy smoothing from `key`.
-
-        **Arguments:** `state` (its target actor and target critics), a batch, and `key`
-        (the smoothing noise).
-
-        **Returns:** `y = r + gamma (1 - terminal) min_i Q'_i(s', a')` per row,
-        stop-gradiented (`a'` from `smoothed_target_actions`).
-        """
-        c = self.config
-        next_actions = smoothed_target_actions(
-            state.target_actor, batch.next_observations, key, c.policy_noise, c.noise_clip
-        )
-        return clipped_double_q_target(state.target_critic, batch, next_actions, c.gamma)
-
-    def critic_loss(
-        self, critic: CriticEnsemble, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
-    ) -> tuple[Float[Array, ""], Metrics]:
-        """`sum_i mean (Q_i(s, a) - y)^2`; `y` comes from `state`'s targets, stop-gradiented.
-
-        **Arguments:** `critic`, the online critics (differentiated); `state`, `batch` and
-        `key`, as in `critic_target`.
-
-        **Returns:** `(loss, metrics)` with the mean of `Q_i(s, a)` and of `y`.
-        """
-        target = self.critic_target(state, batch, key)
-        loss, q = critic_regression(critic, batch.observations, batch.actions, target)
-        return loss, {"q_data": jnp.mean(q), "q_target": jnp.mean(target)}
+    NAME: ClassVar[str] = "td3bc"
 
     def actor_loss(
         self, actor: DeterministicPolicy, critic: CriticEnsemble, batch: Transitions
@@ -260,28 +135,3 @@ class TD3BC(Learner):
         bc = jnp.mean((pi - batch.actions) ** 2)
         loss = -lam * jnp.mean(q1) + bc
         return loss, {"bc_loss": bc, "q_policy": jnp.mean(q1), "lambda": lam}
-
-    def update(
-        self, state: TD3BCState, batch: Transitions, key: PRNGKeyArray
-    ) -> tuple[TD3BCState, Metrics]:
-        """One TD3+BC update (a critic step; an actor and target step every `policy_delay`).
-
-        **Arguments:** `state`, a batch with normalised observations, and `key` (the
-        target-policy noise).
-
-        **Returns:** `(new_state, metrics)`: `critic_loss`, `q_data`, `q_target`, and the actor
-        step's `actor_loss`, `bc_loss`, `q_policy`, `lambda` (zeros when `actor_updated` is 0).
-        """
-        c = self.config
-        actor_optimizer, critic_optimizer = self._optimizers()
-        return td3_update(
-            state,
-            batch,
-            key,
-            critic_loss=self.critic_loss,
-            actor_loss=self.actor_loss,
-            actor_optimizer=actor_optimizer,
-            critic_optimizer=critic_optimizer,
-            tau=c.polyak,
-            policy_delay=c.policy_delay,
-        )
