@@ -1,5 +1,6 @@
 """Small helpers shared by the tests."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,14 @@ def replace(src, dst, *args, **kwargs):
 os.replace = replace
 sys.exit(main(argv))
 """
+
+
+def without_compile_cache() -> dict[str, str]:
+    """The environment of a test process, without the session's XLA compilation cache
+    (`conftest.COMPILE_CACHE`), for a process a signal may stop at any instruction: JAX writes
+    a cache entry in place, so one stopped mid-write would leave a torn entry for the next
+    process to read (and warn about)."""
+    return {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
 
 
 def killed_at_replace(target: str, argv: list[str]) -> subprocess.CompletedProcess:

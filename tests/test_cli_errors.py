@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .helpers import resign_header
+from .helpers import resign_header, without_compile_cache
 
 CASES = [
     (["train", "--out", "{tmp}/run", "--lr", "inf"], "finite"),
@@ -406,7 +406,10 @@ def test_sigterm_stops_at_a_chunk_boundary_with_a_checkpoint_and_exit_143(small_
     out = tmp_path / "run"
     argv = ["train", "--dataset", str(data), "--out", str(out), *SMALL, "--stage1-steps", "4000"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spar_eqx._cli", *argv], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "spar_eqx._cli", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=without_compile_cache(),
     )
     latest = out / "checkpoints" / "latest.eqx"
     deadline = time.monotonic() + 240

@@ -27,7 +27,7 @@ from .helpers import resign_header
 
 COMMON = [
     "--seeds", "2", "--batch-size", "16", "--hidden", "16", "--eval-episodes", "1",
-    "--eval-max-episode-steps", "5", "--log-every", "5", "--checkpoint-every", "5", "--quiet",
+    "--eval-max-episode-steps", "5", "--log-every", "10", "--checkpoint-every", "10", "--quiet",
 ]  # fmt: skip
 SPAR = [
     "--stage1-steps", "10", "--stage2-steps", "10", "--critics", "3", "--data-critics", "2",

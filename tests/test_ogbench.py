@@ -16,7 +16,9 @@ import pytest
 
 import spar_eqx
 from spar_eqx import evaluate
-from spar_eqx._cli import main
+from spar_eqx._cli import _build_parser, main
+from spar_eqx._cli_train import config_from_args
+from spar_eqx._presets import OGBENCH_PRESETS, preset_domain, preset_of_dataset
 from spar_eqx.data import DatasetError, load_dataset
 
 needs_ogbench = pytest.mark.skipif(
@@ -47,7 +49,8 @@ def _record(path, episodes: int, steps: int, seed: int, solve_last: int) -> None
             if episode == episodes - 1 and t > steps - solve_last:
                 qpos[CUBE] = target
             for key, value in zip(
-                rows, (obs, action, float(t == steps), qpos, env.unwrapped._data.qvel.copy()),
+                rows,
+                (obs, action, float(t == steps), qpos, env.unwrapped._data.qvel.copy()),
                 strict=True,
             ):
                 rows[key].append(value)
@@ -107,9 +110,7 @@ def test_rewards_masks_and_terminals_are_ogbench_own(ogbench_env):
     # (it has no action, so no transition).
     assert solved.sum() == 2
     np.testing.assert_array_equal(np.asarray(t.terminals), solved)
-    np.testing.assert_array_equal(
-        np.asarray(t.timeouts), (ours["terminals"] == 1) & ~solved
-    )
+    np.testing.assert_array_equal(np.asarray(t.timeouts), (ours["terminals"] == 1) & ~solved)
     np.testing.assert_array_equal(np.asarray(t.rewards)[solved], 0.0)
     assert dataset.environment.env_id == ENV_ID and dataset.reward_transform == "none"
     assert dataset.metadata["ogbench_version"] == importlib.metadata.version("ogbench")
@@ -172,3 +173,99 @@ def test_iql_trains_and_evaluates_on_ogbench_from_the_command_line(ogbench_env, 
     diagnose = ["diagnose", "--dataset", f"ogbench:{NAME}", "--steps", "20", "--hidden", "16"]
     assert main([*diagnose, "--states", "100", "--json", str(report), "--quiet"]) == 0
     assert json.loads(report.read_text())["env_id"] == ENV_ID
+
+
+# Presets: resolved from the dataset's name alone, so none of these needs `ogbench`.
+LONG_HORIZON = ("antmaze-giant-navigate", "humanoidmaze-medium-navigate",
+                "humanoidmaze-large-navigate", "antsoccer-arena-navigate")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "dataset, preset",
+    [
+        ("ogbench:cube-double-play-singletask-task2-v0", "cube-double-play"),
+        ("ogbench:antmaze-large-navigate-singletask-v0", "antmaze-large-navigate"),
+        ("ogbench:puzzle-4x4-play-singletask-task5-v1", "puzzle-4x4-play"),
+        ("ogbench:antmaze-medium-navigate-singletask-v0", None),  # not in FQL's benchmark
+        ("ogbench:cube-double-noisy-singletask-v0", None),  # another dataset type
+        ("D4RL/antmaze/large-diverse-v1", "antmaze-large-diverse"),
+        ("D4RL/pen/cloned-v2", "pen-cloned"),
+        ("/data/hopper-medium-replay-v2.hdf5", "hopper-medium-replay"),
+        ("default", None),
+    ],
+)
+def test_a_preset_is_named_after_the_dataset_task(dataset, preset):
+    assert preset_of_dataset(dataset) == preset
+
+
+@pytest.mark.parametrize("env", OGBENCH_PRESETS)
+def test_spar_ogbench_presets_are_antmazes_reasoning_with_fqls_discounts(env):
+    source = f"ogbench:{env}-singletask-task3-v0"
+    config = spar_eqx.RunConfig(dataset=source).with_preset("auto")
+    h = config.hyperparameters
+    assert config.preset == env and preset_domain(env).name == "ogbench"
+    assert h.anchor.gamma == (0.995 if env in LONG_HORIZON else 0.99)
+    assert (h.anchor.expectile, h.anchor.base_policy) == (0.9, "gaussian")
+    r = h.residual
+    assert (r.variant, r.filtering, r.temperature, r.lambda_g) == ("proj", "soft", 0.3, 0.5)
+    assert (r.lambda_u, h.gate.lambda_u, h.gate.eta_rel) == (0.5, 0.5, 0.01)
+    policy = spar_eqx.RunConfig(dataset=source)
+    policy = policy.with_overrides({"anchor.q_target": "policy"}).with_preset("auto")
+    assert policy.hyperparameters.anchor.critic_expectile == 0.9
+
+
+def test_iql_and_rebrac_take_the_fql_authors_values_where_published():
+    source = "ogbench:humanoidmaze-medium-navigate-singletask-v0"
+    iql = spar_eqx.RunConfig(algo="iql", dataset=source).with_preset("auto").hyperparameters
+    assert (iql.expectile, iql.temperature, iql.gamma) == (0.9, 10.0, 0.995)
+    assert (iql.actor_lr_schedule, iql.learning_rate, iql.batch_size) == ("constant", 3e-4, 256)
+    rebrac = spar_eqx.RunConfig(algo="rebrac", dataset=source).with_preset("auto")
+    h = rebrac.hyperparameters
+    assert (h.actor_bc_coef, h.critic_bc_coef, h.gamma) == (0.01, 0.01, 0.995)
+    assert (h.actor_learning_rate, h.critic_learning_rate, h.batch_size) == (3e-4, 3e-4, 256)
+    assert spar_eqx.RunConfig(algo="bc").with_preset("scene-play").hyperparameters == (
+        spar_eqx.RunConfig(algo="bc").hyperparameters
+    )
+
+
+@pytest.mark.parametrize("algo", ["iql", "rebrac", "td3bc"])
+def test_ogbench_presets_without_a_published_value_are_refused(algo):
+    for env in OGBENCH_PRESETS:
+        if algo != "td3bc" and env == "humanoidmaze-medium-navigate":
+            continue
+        with pytest.raises(ValueError) as refused:
+            spar_eqx.RunConfig(algo=algo).with_preset(env)
+        said = str(refused.value)
+        if algo == "td3bc":
+            assert "td3bc publishes no settings for ogbench" in said
+        else:
+            assert f"holds no published {algo}" in said and f"OGBench's {env}" in said
+            assert "FQL's paper" in said and "--gamma" in said
+
+
+def test_preset_auto_on_the_command_line(tmp_path, capsys):
+    parser = _build_parser("rebrac")
+    source = "ogbench:humanoidmaze-medium-navigate-singletask-task2-v0"
+    flags = ["--preset", "auto", "--dataset", source, "--critic-bc-coef", "0.1", "--out", "x"]
+    config = config_from_args(parser.parse_args(["train", "--algo", "rebrac", *flags]))
+    assert config.preset == "humanoidmaze-medium-navigate"
+    assert (config.hyperparameters.actor_bc_coef, config.hyperparameters.critic_bc_coef) == (
+        0.01, 0.1,  # a flag given explicitly overrides the preset
+    )  # fmt: skip
+    out = tmp_path / "run"
+    argv = ["train", "--algo", "iql", "--preset", "auto", "--dataset", f"ogbench:{NAME}"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "holds no published iql" in capsys.readouterr().err
+    assert main(["train", "--preset", "auto", "--out", str(out)]) == 2
+    assert "no preset is named after the task of dataset 'default'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@needs_ogbench
+def test_an_ogbench_preset_of_another_environment_is_refused(ogbench_env, tmp_path, capsys):
+    out = tmp_path / "wrong"
+    argv = ["train", "--preset", "cube-double-play", "--dataset", f"ogbench:{NAME}"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 2
+    said = capsys.readouterr().err
+    assert "OGBench's cube-double-play datasets" in said and "--preset auto" in said
+    assert not out.exists()

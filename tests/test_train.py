@@ -15,7 +15,13 @@ import pytest
 from spar_eqx import load_trained
 from spar_eqx._cli import main
 
-from .helpers import killed_at_replace, resign_header, tree_equal_bits, write_hopper_hdf5
+from .helpers import (
+    killed_at_replace,
+    resign_header,
+    tree_equal_bits,
+    without_compile_cache,
+    write_hopper_hdf5,
+)
 
 TINY = [
     "--stage1-steps", "40", "--stage2-steps", "40", "--seeds", "2", "--batch-size", "16",
@@ -164,7 +170,9 @@ def _signal_after_first_checkpoint(out: Path, dataset: Path, signum: int):
     """
     cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(dataset),
            "--out", str(out), "--variant", "proj", *TINY]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=without_compile_cache()
+    )
     latest = out / "checkpoints" / "latest.eqx"
     deadline = time.monotonic() + 240
     while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -257,7 +257,8 @@ def presets_table() -> str:
         columns += [key for key in overrides if key not in columns]
     lines = [
         "The names `--preset` and `RunConfig.with_preset` accept, with the overrides each "
-        "applies (Table 8 of the paper, generated from `preset_overrides(name)`; an empty cell "
+        "applies to SPAR (Table 8 of the paper, and this library's choice on OGBench's "
+        "environments; generated from `preset_overrides(name)`; an empty cell "
         "keeps the default):",
         "",
         "| Preset | " + " | ".join(f"`{c}`" for c in columns) + " |",

@@ -75,9 +75,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
         "space when they differ (otherwise such a dataset is refused)",
     )  # fmt: skip
     parser.add_argument(
-        "--preset", choices=PRESETS, metavar="TASK",
+        "--preset", choices=("auto", *PRESETS), metavar="TASK",
         help="a task's published settings: SPAR's Table 8, or the baseline's own values for "
-        f"the task's domain where its paper gives them ({', '.join(PRESETS)})",
+        "the task's domain where its paper gives them; 'auto' takes the preset named after "
+        f"the dataset's task, OGBench's included ({', '.join(PRESETS)})",
     )  # fmt: skip
     parser.add_argument(
         "--out", required=True, type=Path, metavar="FOLDER",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._hyper import Hyperparameter, from_dict, hyperparameters, replace, to_dict
-from ._presets import PRESETS, preset_overrides
+from ._presets import PRESETS, preset_overrides, resolve_preset
 from ._registry import Algorithm, algorithm
 
 
@@ -37,7 +37,8 @@ class RunConfig:
     - `rescale_actions`: map the dataset's recorded action bounds linearly onto the
       environment's action space when they differ (otherwise such a dataset is refused).
     - `preset`: the task whose settings were applied (`with_preset`), or None; a dataset of
-      another domain than the preset's task is refused when the run starts.
+      another domain than the preset's task (on OGBench, of another environment) is refused
+      when the run starts.
     """
 
     algo: str = "spar"
@@ -249,9 +250,13 @@ class RunConfig:
     def with_preset(self, name: str) -> "RunConfig":
         """A copy with the settings of task `name` for this algorithm (`preset_overrides`:
         SPAR's Table 8, a baseline's published values for the task's domain), with `preset`
-        recorded so that a dataset of another domain is refused."""
+        recorded so that a dataset of another domain (on OGBench, another environment) is
+        refused. `name="auto"` takes the preset named after `self.dataset`'s task
+        (`ogbench:cube-double-play-singletask-v0` -> `cube-double-play`, `D4RL/pen/cloned-v2`
+        -> `pen-cloned`), and a `ValueError` says when there is none."""
         q_target = self.hyperparameters.anchor.q_target if self.algo == "spar" else "value"
         try:
+            name = resolve_preset(name, self.dataset)
             overrides = preset_overrides(name, q_target=q_target, algo=self.algo)
         except KeyError as error:
             raise ValueError(error.args[0]) from None

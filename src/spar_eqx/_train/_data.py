@@ -10,7 +10,7 @@ import numpy as np
 from .._environments import Environment
 from .._evaluation import env_spaces
 from .._learner import TrainingBatch
-from .._presets import preset_domain
+from .._presets import check_preset
 from .._run_config import RunConfig
 from ..data import (
     ObservationNormalizer,
@@ -52,12 +52,8 @@ def prepare(config: RunConfig, reward_convention: str) -> Prepared:
     """
     dataset = load_dataset(config.dataset, env_id=config.env_id)
     env_id, environment = dataset.env_id, dataset.environment
-    if config.preset is not None and preset_domain(config.preset) != environment.domain:
-        raise ValueError(
-            f"--preset {config.preset} holds settings for {preset_domain(config.preset).name} "
-            f"tasks, and the dataset {dataset.name!r} is {environment.domain.name} data "
-            f"({env_id}); choose a preset of its domain, or none."
-        )
+    if config.preset is not None:
+        check_preset(config.preset, dataset.name, env_id)
     obs_dim, act_dim, low, high = env_spaces(environment)
     t = dataset.transitions
     if (t.obs_dim, t.act_dim) != (obs_dim, act_dim):
