@@ -171,5 +171,13 @@ def test_presets_are_the_authors_published_values():
 
     assert preset_overrides("pen-cloned", algo="fql") == {"alpha": 10000.0, "q_agg": "min"}
     assert preset_overrides("antmaze-large-diverse", algo="fql") == {"alpha": 3.0}
-    with pytest.raises(KeyError, match="mujoco tasks .*only for adroit and antmaze tasks"):
+    # OGBench: the README's command per environment (alpha, q_agg=min on the AntMazes, and
+    # the discount 0.995 on the long-horizon environments).
+    assert preset_overrides("antmaze-giant-navigate", algo="fql") == {
+        "alpha": 10.0, "gamma": 0.995, "q_agg": "min"}  # fmt: skip
+    assert preset_overrides("humanoidmaze-medium-navigate", algo="fql") == {
+        "alpha": 30.0, "gamma": 0.995}  # fmt: skip
+    assert preset_overrides("cube-double-play", algo="fql") == {"alpha": 300.0, "gamma": 0.99}
+    assert preset_overrides("puzzle-4x4-play", algo="fql")["alpha"] == 1000.0
+    with pytest.raises(KeyError, match="mujoco tasks .*only for"):
         preset_overrides("hopper-medium-replay", algo="fql")

@@ -107,6 +107,25 @@ _FQL = {
     "antmaze-umaze-diverse": {"alpha": 10.0},
     "antmaze-large-diverse": {"alpha": 3.0},
 }
+# On OGBench, the README's commands at _FQL_COMMIT ("FQL on state-based OGBench"), the same
+# for each environment's five tasks: alpha per environment, q_agg=min on the AntMazes, and
+# the environment's discount (_OGBENCH_GAMMA).
+_FQL_OGBENCH_ALPHA = {
+    "antmaze-large-navigate": 10.0,
+    "antmaze-giant-navigate": 10.0,
+    "humanoidmaze-medium-navigate": 30.0,
+    "humanoidmaze-large-navigate": 30.0,
+    "antsoccer-arena-navigate": 10.0,
+    "cube-single-play": 300.0,
+    "cube-double-play": 300.0,
+    "scene-play": 300.0,
+    "puzzle-3x3-play": 1000.0,
+    "puzzle-4x4-play": 1000.0,
+}
+for _env, _alpha in _FQL_OGBENCH_ALPHA.items():
+    _FQL[_env] = {"alpha": _alpha, "gamma": _OGBENCH_GAMMA[_env]}
+    if _env.startswith("antmaze-"):
+        _FQL[_env]["q_agg"] = "min"
 _BASELINES: dict[str, dict[str, dict[str, Any]]] = {
     "fql": _FQL,
     # IQL (Kostrikov et al. 2022), App. B: locomotion tau 0.7, beta 3 (the defaults); AntMaze
