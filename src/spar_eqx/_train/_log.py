@@ -159,7 +159,9 @@ def learning_curve_figure(log: RunLog, title: str = ""):
         if "loss" in key and magnitudes.size and magnitudes.max() > 100 * magnitudes.min():
             # Within two decades a log axis has one labelled tick or none: keep it linear.
             ax.set_yscale("symlog", linthresh=1e-3)
-        ax.legend(fontsize="x-small")
+        # A fixed place: matplotlib's search for the "best" one can take seconds (and warn)
+        # on a busy machine.
+        ax.legend(fontsize="x-small", loc="upper right")
     for ax in flat[panels:]:
         ax.set_visible(False)
     fig.suptitle(title)
@@ -192,4 +194,4 @@ def _plot_evaluations(ax, log: RunLog) -> None:
     ax.set_title(what, fontweight="bold")
     ax.set_ylabel("mean, 95% bootstrap interval")
     if log.evals:
-        ax.legend(fontsize="x-small")
+        ax.legend(fontsize="x-small", loc="upper left")
