@@ -19,7 +19,7 @@ CASES = [
     (["train", "--out", "{tmp}/run", "--num-processes", "0"], "num-processes"),
     (["train", "--out", "{tmp}/run", "--process-id", "1"], "process-id"),
     (["train", "--out", "{tmp}/run", "--dataset", "{tmp}/missing.hdf5"], "missing.hdf5"),
-    (["train", "--out", "{tmp}/run", "--algo", "bc", "--alpha", "1"], "belongs to td3bc"),
+    (["train", "--out", "{tmp}/run", "--algo", "bc", "--alpha", "1"], "belongs to fql, td3bc"),
     (["train", "--out", "{tmp}/run", "--algo", "td3bc", "--preset", "pen-cloned"],
      "td3bc publishes no settings for adroit tasks"),
     (["train", "--out", "{tmp}/run", "--preset", "pen-cloned"],
