@@ -49,6 +49,19 @@ def test_only_the_pairs_a_run_has_are_reported():
     assert list(record["paired_differences"]) == ["spar - base"]
 
 
+def test_one_seed_never_resolves_a_difference(capsys):
+    # One seed of episodes that all favour SPAR: an interval over its episodes can clear 0,
+    # but it says nothing of another seed, so no verdict is given.
+    one = [[1.0, 2.0, 3.0]]
+    record = interval_record({"base": one, "spar": (np.asarray(one) + 10).tolist()}, "scores")
+    gain = record["paired_differences"]["spar - base"]
+    assert gain["low"] == gain["high"] == 10.0 and not gain["excludes_zero"]
+    two = interval_record({"base": one * 2, "spar": (np.asarray(one * 2) + 10).tolist()}, "s")
+    assert two["paired_differences"]["spar - base"]["excludes_zero"]
+    print_summary({"scores": {"base": [2.0], "spar": [12.0]}, **record})
+    assert "one seed: not resolved" in capsys.readouterr().out
+
+
 def test_the_summary_prints_intervals_and_says_what_a_difference_resolves(capsys):
     spar = np.asarray(BASE) + 10
     noisy = np.asarray(BASE) + [[-30.0, 40.0, 0.0], [25.0, -20.0, 5.0], [0.0, 10.0, -15.0]]

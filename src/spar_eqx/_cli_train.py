@@ -519,11 +519,12 @@ def _print_point(record: dict) -> None:
         print("paired differences (same seeds and evaluation episodes), 95% interval:")
     for pair, d in differences.items():
         higher = pair.split(" - ")[0 if d["mean"] > 0 else 1]
-        verdict = (
-            f"excludes 0: {higher} scores higher"
-            if d["excludes_zero"]
-            else "includes 0: not resolved (more seeds or episodes would narrow it)"
-        )
+        if d["excludes_zero"]:
+            verdict = f"excludes 0: {higher} scores higher"
+        elif d["low"] > 0 or d["high"] < 0:
+            verdict = "one seed: not resolved (an interval across seeds needs several)"
+        else:
+            verdict = "includes 0: not resolved (more seeds or episodes would narrow it)"
         span = f"[{d['low']:+.1f}, {d['high']:+.1f}]"
         print(f"  {pair:<20}{d['mean']:>+8.1f}   {span:<18} {verdict}")
     for name, values in record.get("success_rate", {}).items():

@@ -162,8 +162,8 @@ INTERVAL_METHOD = {
 def interval_record(per_episode: dict[str, list[list[float]]], of: str) -> dict[str, Any]:
     """`score_intervals` (each policy's mean with its 95% interval over seeds and episodes)
     and `paired_differences` (`"spar - base"` and `"spar - spar_no_gate"`, where the run has
-    them, each with `excludes_zero`), and `interval_method`, of `per_episode`: each policy's
-    `(seeds, episodes)` scores, or returns as `of` says."""
+    them, each with `excludes_zero`, never true for a single seed), and `interval_method`, of
+    `per_episode`: each policy's `(seeds, episodes)` scores, or returns as `of` says."""
     settings = {k: INTERVAL_METHOD[k] for k in ("level", "resamples", "seed")}
     intervals = {
         name: mean_interval(np.asarray(rows), **settings).record()
@@ -175,7 +175,9 @@ def interval_record(per_episode: dict[str, list[list[float]]], of: str) -> dict[
             d = paired_difference(
                 np.asarray(per_episode[a]), np.asarray(per_episode[b]), **settings
             )
-            differences[f"{a} - {b}"] = {**d.record(), "excludes_zero": d.excludes_zero}
+            # One seed's episodes say nothing of how another seed would do: no verdict.
+            resolved = d.excludes_zero and len(per_episode[a]) >= 2
+            differences[f"{a} - {b}"] = {**d.record(), "excludes_zero": resolved}
     return {
         "score_intervals": intervals,
         "paired_differences": differences,
