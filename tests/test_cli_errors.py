@@ -5,6 +5,7 @@ Each must exit 2 with one message and no traceback, and change no file that exis
 with every such bug found.
 """
 
+import signal
 import socket
 import subprocess
 import sys
@@ -387,7 +388,13 @@ def test_a_start_stopped_before_its_first_checkpoint_leaves_nothing(
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, name, stopped)
-    code = _main("train", "--dataset", data, "--out", out, *SMALL)
+    # Python's own Ctrl-C handler, as in a terminal: a runner started in the background (`&`)
+    # inherits SIGINT ignored, and then no KeyboardInterrupt would be raised at all.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = _main("train", "--dataset", data, "--out", out, *SMALL)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
     assert code == 128 + signum, err
     assert "before its first checkpoint" in err and "kept" not in err, err
