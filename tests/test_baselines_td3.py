@@ -18,7 +18,7 @@ import pytest
 from spar_eqx._ensemble import CriticEnsemble
 from spar_eqx._hyper import hyperparameters
 from spar_eqx._learner import TrainingBatch, hyperparameter_arrays
-from spar_eqx._learners._td3 import smoothed_target_actions
+from spar_eqx._learners._td3_steps import smoothed_target_actions
 from spar_eqx._learners.rebrac import ReBRAC, ReBRACConfig, ReBRACState
 from spar_eqx._learners.td3bc import TD3BC, TD3BCConfig, TD3BCState
 from spar_eqx._networks import DeterministicPolicy, QNetwork

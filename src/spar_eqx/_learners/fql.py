@@ -29,7 +29,7 @@ from .._policy import BasePolicy
 from .._residual import polyak
 from ..data._normalize import ObservationNormalizer
 from ..data._transitions import Transitions
-from ._td3 import Metrics, bootstrap_target, critic_regression, frozen
+from ._td3_steps import Metrics, bootstrap_target, critic_regression, frozen
 
 _Q_AGG = ("mean", "min")
 

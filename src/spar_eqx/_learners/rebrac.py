@@ -11,7 +11,8 @@ from .._ensemble import CriticEnsemble
 from .._hyper import Scalar, check_choice, check_non_negative, hyper
 from .._learner import TrainingBatch
 from .._networks import DeterministicPolicy
-from ._td3 import AbstractTD3, Metrics, TD3State, check_td3_config, frozen
+from ._td3 import AbstractTD3, TD3State
+from ._td3_steps import Metrics, check_td3_config, frozen
 
 _ON_OFF = ("on", "off")
 

@@ -11,7 +11,8 @@ from .._ensemble import CriticEnsemble
 from .._hyper import Scalar, check_non_negative, hyper
 from .._networks import DeterministicPolicy
 from ..data._transitions import Transitions
-from ._td3 import AbstractTD3, Metrics, TD3State, check_td3_config, frozen
+from ._td3 import AbstractTD3, TD3State
+from ._td3_steps import Metrics, check_td3_config, frozen
 
 
 class TD3BCConfig(eqx.Module):
