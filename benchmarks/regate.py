@@ -29,7 +29,7 @@ import numpy as np
 from _record import write_record
 
 from spar_eqx import mean_interval, paired_difference
-from spar_eqx._cli_train import parse_gate, regate
+from spar_eqx._cli_evaluate import parse_gate, regate
 from spar_eqx._train import load_trained
 
 DEFAULT_SETTINGS = (

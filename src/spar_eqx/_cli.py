@@ -61,7 +61,7 @@ def _light_parser() -> argparse.ArgumentParser:
 def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     parser, sub = _top_parser()
 
-    from . import _cli_collect, _cli_diagnose, _cli_export, _cli_train
+    from . import _cli_collect, _cli_diagnose, _cli_evaluate, _cli_export, _cli_train
 
     train = sub.add_parser(
         "train",
@@ -73,8 +73,8 @@ def _build_parser(algo: str = "spar") -> argparse.ArgumentParser:
     train.set_defaults(run=_cli_train.run_train)
 
     evaluate = sub.add_parser("evaluate", help=_COMMANDS["evaluate"])
-    _cli_train.add_evaluate_arguments(evaluate)
-    evaluate.set_defaults(run=_cli_train.run_evaluate)
+    _cli_evaluate.add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(run=_cli_evaluate.run_evaluate)
 
     export = sub.add_parser("export", help=_COMMANDS["export"])
     _cli_export.add_arguments(export)
