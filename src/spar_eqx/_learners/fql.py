@@ -223,9 +223,11 @@ class FQL(Learner):
       critics frozen, `lambda = 1` or `1 / mean |Q|` (`normalize_q_loss`);
 
     then one Adam step on each (the code's single Adam over all three is the same update: the
-    parameters are disjoint and there is no clipping) and the Polyak step of the target critics.
-    Observations in `batch` are already normalised (FQL's code does not normalise; this
-    trainer always does).
+    parameters are disjoint and there is no clipping) and the Polyak step of the target critics
+    toward the critics after this update's step (the code's `target_update` reads the critics
+    from before it, so its targets lag ours by one update: at `polyak` 0.005, one part in 200
+    of one step). Observations in `batch` are already normalised (FQL's code does not
+    normalise; this trainer always does).
 
     **Fields:** `config`, an `FQLConfig`; `obs_dim`, `act_dim`, static sizes.
     """
