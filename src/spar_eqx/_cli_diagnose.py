@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--anchor, the run's own dataset)",
     )  # fmt: skip
     parser.add_argument(
-        "--env", dest="env_id", metavar="ENV",
+        "--env",
+        dest="env_id",
+        metavar="ENV",
         help="environment id or D4RL dataset name (default: the dataset's)",
     )
     parser.add_argument(

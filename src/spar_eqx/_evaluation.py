@@ -229,9 +229,7 @@ def evaluate(
     finally:
         probe.close()
 
-    envs = gym.vector.SyncVectorEnv(
-        [lambda: env.make(max_episode_steps)] * num_envs
-    )
+    envs = gym.vector.SyncVectorEnv([lambda: env.make(max_episode_steps)] * num_envs)
     returns = np.zeros(episodes, dtype=np.float64)
     lengths = np.zeros(episodes, dtype=np.int64)
     reports: dict[str, np.ndarray] = {}
