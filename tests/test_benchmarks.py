@@ -35,7 +35,8 @@ def _script(name: str):
 
 
 def test_the_scripts_are_the_documented_ones():
-    documented = {"gate", "latency", "main_job", "make_default_dataset", "peers", "peers_scores",
+    documented = {"flow_tables", "gate", "latency", "main_job", "make_default_dataset", "peers",
+                  "peers_fql", "peers_scores",
                   "quality", "ratios", "regate", "throughput"}  # fmt: skip
     assert documented <= set(SCRIPTS)
 
@@ -316,3 +317,38 @@ def test_regate_pairs_each_setting_with_the_first():
     unresolved = regate.setting_row("x", {}, _regated(mixed), np.asarray(own))
     assert not unresolved["minus_first"]["excludes_zero"]
     assert "*" not in regate.setting_line("x", unresolved)
+
+
+# ------------------------------------------------------------------ flow_tables.py cells
+
+
+def test_flow_tables_pair_every_question_by_seed_and_episode(tmp_path, capsys):
+    from spar_eqx._train._results import interval_record
+
+    flow_tables = _script("flow_tables")
+    # Each run's base and spar policies score a known constant on every episode (2 seeds x 3),
+    # so every paired difference is a point and its sign is known.
+    constant = {"mlp": (5.0, 30.0), "proj": (5.0, 20.0), "det-proj-flow": (5.0, 12.0),
+                "flow-proj": (8.0, 18.0), "flow-proj-flow": (8.0, 8.0),
+                "flow-mlp": (8.0, 28.0)}  # fmt: skip
+    for run, (base, spar) in constant.items():
+        folder = tmp_path / run
+        folder.mkdir()
+        episodes = {"base": [[base] * 3] * 2, "spar": [[spar] * 3] * 2}
+        record = {"scores": {k: np.mean(v, axis=1).tolist() for k, v in episodes.items()},
+                  "episode_scores": episodes, **interval_record(episodes, "scores")}  # fmt: skip
+        (folder / "results.json").write_text(json.dumps(record))
+        (folder / "config.json").write_text("{}")
+    out = tmp_path / "flow.json"
+    assert flow_tables.main(["--out", str(tmp_path), "--table", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| 12 | MLP base + flow (`det-proj-flow`: `spar`) | 12.0 [12.0, 12.0] |" in text
+    assert "| MLP base + flow - MLP base | +7.0 [+7.0, +7.0] | yes |" in text
+    assert "| flow base + flow - flow base | +0.0 [+0.0, +0.0] | no: not resolved |" in text
+    record = json.loads(out.read_text())["results"]
+    assert set(record["cells"]) == {cell for _, cell, _, _ in flow_tables.CELLS}
+    differences = record["paired_differences"]
+    assert differences["SPAR-PROJ on a flow base - flow base"]["mean"] == 10.0
+    assert differences["MLP base + flow - SPAR-PROJ (CVAE) on the MLP base"]["excludes_zero"]
+    assert "--generator flow" in next(r for r in record["runs"] if r["run"] == "det-proj-flow")[
+        "command"]  # fmt: skip
