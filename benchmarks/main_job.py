@@ -13,6 +13,12 @@ Usage, from the repository root:
     python benchmarks/main_job.py --out runs/bench --json benchmarks/results/main_job_cpu.json
     python benchmarks/main_job.py --out runs/bench --table    # only print the table again
 
+Another CPU's code path, on this one: XLA's `--xla_cpu_max_isa` caps the instructions it emits
+(AVX2 on an AVX-512 machine, as an older CPU would run), and the record keeps `XLA_FLAGS`:
+
+    XLA_FLAGS=--xla_cpu_max_isa=AVX2 python benchmarks/main_job.py --out runs/avx2 \
+        --variants mlp --json benchmarks/results/main_job_cpu_avx2.json
+
 The paper's numbers are D4RL hopper-medium-replay-v2 (Hopper-v2, 1M + 1M steps); ours are the
 embedded Hopper-v5 medium-replay-style dataset at the quick budget, so the comparison is of
 trends (does SPAR improve on its own BC anchor?), not of absolute scores.
@@ -20,6 +26,7 @@ trends (does SPAR improve on its own BC anchor?), not of absolute scores.
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -45,8 +52,8 @@ PAPER_HOPPER_MR = {
 }
 
 
-def run(out: Path) -> None:
-    for variant in VARIANTS:
+def run(out: Path, variants: tuple[str, ...] = VARIANTS) -> None:
+    for variant in variants:
         target = out / variant
         if (target / "results.json").exists():
             continue
@@ -57,10 +64,10 @@ def run(out: Path) -> None:
         (target / "command_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
 
 
-def rows(out: Path) -> list[dict]:
+def rows(out: Path, variants: tuple[str, ...] = VARIANTS) -> list[dict]:
     """One row per variant: its results.json's scores and diagnostics, and the timings."""
     found = []
-    for variant in VARIANTS:
+    for variant in variants:
         path = out / variant / "results.json"
         if path.exists():
             r = json.loads(path.read_text())
@@ -139,14 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--table", action="store_true", help="only print the table")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--json", help="also write the rows, machine and versions here")
     args = parser.parse_args(argv)
     if not args.table:
-        run(args.out)
-    found = rows(args.out)
+        run(args.out, tuple(args.variants))
+    found = rows(args.out, tuple(args.variants))
     print(table(found))
     if args.json:
-        write_record(args.json, "benchmarks/main_job.py", found, argv)
+        xla_flags = os.environ.get("XLA_FLAGS", "")
+        write_record(args.json, "benchmarks/main_job.py",
+                     [{**row, "xla_flags": xla_flags} for row in found], argv)  # fmt: skip
     return 0
 
 
