@@ -63,7 +63,7 @@ environments' packages, which are not needed here):
     /work/fql-venv/bin/python benchmarks/peers_fql.py --fql-path /path/to/fql \\
         --json benchmarks/results/peers_fql_cpu.json
 
-`--fql-path` defaults to `$FQL_PATH`, else /work/fql-ref. Row: `{"name": "fql",
+`--fql-path` defaults to `$FQL_PATH`. Row: `{"name": "fql",
 "ours_updates_per_s", "reference_updates_per_s", "ratio"}` (ratio = ours / reference), plus
 `reference_sample_ms`, every repeat's rates and `loadavg` (the 1-minute load average at the
 start and the end: the machine may be shared); the record adds flax's, distrax's and
@@ -167,8 +167,8 @@ def commit(path: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--fql-path", default=os.environ.get("FQL_PATH", "/work/fql-ref"),
-        help="a checkout of github.com/seohongpark/fql (default: $FQL_PATH, else /work/fql-ref)",
+        "--fql-path", default=os.environ.get("FQL_PATH"),
+        help="a checkout of github.com/seohongpark/fql (default: $FQL_PATH)",
     )  # fmt: skip
     parser.add_argument(
         "--fql-commit", help="the reference's commit, recorded (default: git's, at --fql-path)"
@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=64, help="reference batches drawn up front")
     parser.add_argument("--json", help="also write the row, machine and versions here")
     args = parser.parse_args(argv)
+    if args.fql_path is None:
+        print("give --fql-path, a checkout of github.com/seohongpark/fql (or set FQL_PATH)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if not (Path(args.fql_path) / "agents" / "fql.py").is_file():
         print(f"no agents/fql.py under --fql-path {args.fql_path}", file=sys.stderr)
         return 2
