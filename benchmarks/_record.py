@@ -59,3 +59,13 @@ def spar_eqx() -> str:
     if found is None:
         sys.exit("spar-eqx is not installed here: run `python -m pip install -e .` first.")
     return found
+
+
+def split_extra(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """`(the script's own arguments, the extra spar-eqx train flags after "--")` of `argv`
+    (this process's arguments when None)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]

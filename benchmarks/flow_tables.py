@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _record import spar_eqx, write_record
+from _record import spar_eqx, split_extra, write_record
 
 from spar_eqx import Interval, mean_interval, paired_difference
 
@@ -116,8 +116,7 @@ def tables(scores: dict[str, np.ndarray]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (
-        argv, [])  # fmt: skip
+    ours, extra = split_extra(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/flow"))
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _record import spar_eqx, write_record
+from _record import spar_eqx, split_extra, write_record
 
 
 def _cell(interval: dict) -> str:
@@ -87,8 +87,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (
-        argv, [])  # fmt: skip
+    ours, extra = split_extra(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--dataset", action="append", metavar="LABEL=PATH",

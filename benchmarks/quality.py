@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from _record import spar_eqx, write_record
+from _record import spar_eqx, split_extra, write_record
 
 from spar_eqx import Interval, mean_interval, paired_difference, stratified_interval
 
@@ -159,8 +159,7 @@ def _record(algo: str, cmd: list[str], minutes: float, results: dict, rows: list
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_extra(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, nargs="+", help="one or more datasets")
     parser.add_argument("--out", type=Path, required=True)
