@@ -72,3 +72,24 @@ def test_a_long_run_on_a_cpu_says_how_long_at_its_start(tmp_path, hopper_file, m
     err = capsys.readouterr().err
     assert err.count("this run's 30 updates take about") == 1 and "--budget quick" in err
     assert spar_eqx.__version__
+
+
+def test_a_preset_wins_over_the_budget_and_an_explicit_flag_over_both(monkeypatch):
+    """`config_from_args`'s order: defaults, budget, preset, explicit flags. No preset sets a
+    field a budget sets today, so the probe is a preset that does (the anchor's width, which
+    `--budget quick` sets to 128 through `--hidden`)."""
+    import spar_eqx._run_config as run_config
+
+    real = run_config.preset_overrides
+
+    def with_width(name, **kwargs):
+        return {**real(name, **kwargs), "anchor.width": 64}
+
+    monkeypatch.setattr(run_config, "preset_overrides", with_width)
+    parser = _train_parser("spar")
+    argv = ["--out", "x", "--budget", "quick", "--preset", "hopper-medium-replay"]
+    assert config_from_args(parser.parse_args(argv)).hyperparameters.anchor.width == 64
+    explicit = config_from_args(parser.parse_args([*argv, "--hidden", "32"]))
+    assert explicit.hyperparameters.anchor.width == 32
+    budget_only = config_from_args(parser.parse_args(["--out", "x", "--budget", "quick"]))
+    assert budget_only.hyperparameters.anchor.width == 128

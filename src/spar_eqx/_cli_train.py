@@ -256,9 +256,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         | {k: v for k, v in explicit.items() if v is not None},
         **{k: run.pop(k) for k in ("log_every", "checkpoint_every") if k in run},
     )
+    # The budget's flags come before the preset, so a preset's value for a field wins.
+    config = config.with_overrides(
+        {h.path: value for flag, value in budget["flags"].items() for h in table[flag]}
+    )
     overrides = {}
-    for flag, value in budget["flags"].items():
-        overrides.update({h.path: value for h in table[flag]})
     for flag, fields in table.items():
         value = getattr(args, _dest(flag))
         if value is not None:
