@@ -71,6 +71,9 @@ QUESTIONS = [
     ("SPAR against the most expressive generator pair", "SPAR (SPAR-MLP)", "flow base + flow"),
     ("does SPAR-MLP add to a flow base?", "SPAR-MLP on a flow base", "flow base"),
     ("does SPAR-PROJ add to a flow base?", "SPAR-PROJ on a flow base", "flow base"),
+    ("does a flow anchor help SPAR-MLP?", "SPAR-MLP on a flow base", "SPAR (SPAR-MLP)"),
+    ("does a flow anchor help SPAR-PROJ?", "SPAR-PROJ on a flow base",
+     "SPAR-PROJ (CVAE) on the MLP base"),
 ]  # fmt: skip
 
 
