@@ -15,8 +15,9 @@ With one seed the references have no seed axis at all, as the trainer's one-run 
 How it is timed. For each seed count, every selected program is compiled first (`compile_s`
 is the `lower().compile()` time alone). Then `--repeats` rounds each run one chunk of every
 program in turn, so a slow spell of a shared machine falls on all of them alike; a row's rate
-is `--chunk` over its median chunk time, and the Stage I / reference ratio is the median of
-the per-round ratios (each from two chunks run back to back), with a 95% bootstrap interval
+is `--chunk` over its median chunk time, and each speed ratio of `SPEED_RATIOS` (Stage I /
+reference, a flow row / the same learner without a flow) is the median of the per-round
+ratios (each from two chunks of the same round), with a 95% bootstrap interval
 over rounds (`_stats.median_interval`; `ratios.py` pools the rounds of several runs).
 
 How close to the hardware. `gflop_per_update` is XLA's own FLOP count of one update (all seeds;
@@ -294,6 +295,20 @@ def reference_program(seeds: int, data: TrainingBatch, chunk: int, full: bool = 
     return Program(name, seeds, step, arrays_in, compile_s, gflop, compiled)
 
 
+# (row, the row it is compared with): the speed ratio of the two, per round, when both run.
+# Stage I against the hand-written references; each flow row against the same learner
+# without a flow.
+SPEED_RATIOS = (
+    ("stage1", "reference"),
+    ("stage1", "reference_full"),
+    ("stage1_flow", "stage1"),
+    ("mlp_flow_anchor", "mlp"),
+    ("proj_flow_anchor", "proj"),
+    ("proj_flow", "proj"),
+    ("plas_flow", "plas"),
+)
+
+
 def run_rounds(programs: list[Program], repeats: int, trace: Path | None) -> dict[str, list]:
     """Each round runs one chunk of every program in turn; returns each one's chunk times."""
     states = {p.name: p.state for p in programs}
@@ -367,18 +382,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{p.compile_s:>11.1f}" + flop_cells,
                 flush=True,
             )
-        for reference in ("reference", "reference_full"):
-            if reference not in times or "stage1" not in times:
+        for name, against in SPEED_RATIOS:
+            if name not in times or against not in times:
                 continue
-            pairs = zip(times[reference], times["stage1"], strict=True)
-            ratios = [r / s for r, s in pairs]
+            # Speed of `name` over `against`: the other's chunk time over its own, per round.
+            pairs = zip(times[against], times[name], strict=True)
+            ratios = [a / n for a, n in pairs]
             ratio, low, high = median_interval(ratios)
             rows.append(
-                {"name": f"stage1/{reference}", "seeds": seeds, "ratio": ratio,
+                {"name": f"{name}/{against}", "seeds": seeds, "ratio": ratio,
                  "ratio_interval": [low, high], "round_ratios": ratios}
             )  # fmt: skip
             print(
-                f"Stage I / {reference}, {seeds} seed(s): {ratio:.2f}x, 95% interval "
+                f"{name} / {against}, {seeds} seed(s): {ratio:.2f}x, 95% interval "
                 f"{low:.2f}-{high:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})",
                 flush=True,
             )
