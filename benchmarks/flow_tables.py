@@ -25,7 +25,12 @@ Usage (from the repository root; runs already finished in `--out` are read, not 
 
     python benchmarks/flow_tables.py --out runs/flow --json benchmarks/results/flow_tables_cpu.json
 
-Extra `spar-eqx train` flags for every run go after `--` (`-- --dataset PATH`).
+Extra `spar-eqx train` flags for every run go after `--` (`-- --dataset PATH`). A run may have
+other budgets than the rest (`-- --stage2-steps 2000` for the two flow-residual runs, whose Stage
+II costs 8x the CVAE's): every cell shows its updates per stage, read from its run's
+`config.json`, and a question whose two policies were trained for different budgets is printed
+with its difference but marked as not comparable, never as a finding (a base policy compares
+with a rectified one of another run when their Stage I budgets agree).
 """
 
 import argparse
@@ -77,15 +82,52 @@ QUESTIONS = [
 ]  # fmt: skip
 
 
+QUICK_STEPS = 20_000  # the quick budget's updates per stage
+STEP_FLAGS = ("--stage1-steps", "--stage2-steps")
+
+
 def command(run: str, out: Path, extra: list[str]) -> list[str]:
     """The `spar-eqx train` command of one run."""
     return ["spar-eqx", "train", "--budget", "quick", "--out", str(out), *RUNS[run], "--quiet",
             *extra]  # fmt: skip
 
 
+def recorded_command(run: str, out: Path, extra: list[str], steps: tuple[int, ...]) -> list[str]:
+    """The command that trained a run, its budget flags read from its config (so a run read
+    from `--out` is recorded with its own budget, not this invocation's)."""
+    kept, i = [], 0
+    while i < len(extra):
+        if extra[i] in STEP_FLAGS:
+            i += 2
+            continue
+        kept.append(extra[i])
+        i += 1
+    flags = [[flag, str(n)] for flag, n in zip(STEP_FLAGS, steps, strict=False) if n != QUICK_STEPS]
+    return command(run, out, kept + [part for pair in flags for part in pair])
+
+
 def episodes(results: dict, policy: str) -> np.ndarray:
     """A run's per-seed, per-episode scores of one policy, `(seeds, episodes)`."""
     return np.asarray(results["episode_scores"][policy], np.float64)
+
+
+def budget(config: dict, policy: str) -> tuple[int, ...]:
+    """The updates per stage that trained a run's `policy`: Stage I's for `base`, both
+    stages' for a rectified policy."""
+    steps = tuple(int(s) for s in config["steps"])
+    return steps[:1] if policy == "base" else steps
+
+
+def comparable(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two policies' budgets let a difference between them be read as a finding: the
+    stages both went through had the same updates (a base against a rectified policy shares
+    only Stage I)."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def _budget(steps: tuple[int, ...]) -> str:
+    return " + ".join(f"{s:,}" for s in steps)
 
 
 def resolved(difference: Interval, episodes: np.ndarray) -> bool:
@@ -98,22 +140,32 @@ def _cell(i: Interval, sign: str = "") -> str:
     return f"{i.estimate:{sign}.1f} [{i.low:{sign}.1f}, {i.high:{sign}.1f}]"
 
 
-def tables(scores: dict[str, np.ndarray]) -> str:
-    """The cells' scores, then the paired differences of `QUESTIONS` (cells not run are
-    skipped)."""
-    lines = ["| table | cell | score, mean [95% interval] | per seed |", "| --- " * 4 + "|"]
+def verdict(a: str, b: str, scores: dict[str, np.ndarray], budgets: dict) -> str:
+    """What the paired difference `a - b` says: `yes` only when the two budgets are
+    `comparable` and the difference is `resolved`."""
+    if not comparable(budgets[a], budgets[b]):
+        return f"not comparable: {_budget(budgets[a])} vs {_budget(budgets[b])} updates"
+    found = resolved(paired_difference(scores[a], scores[b]), scores[a])
+    return "yes" if found else "no: not resolved"
+
+
+def tables(scores: dict[str, np.ndarray], budgets: dict[str, tuple[int, ...]]) -> str:
+    """The cells' scores and budgets (updates per stage), then the paired differences of
+    `QUESTIONS` (cells not run are skipped)."""
+    lines = ["| table | cell | updates per stage | score, mean [95% interval] | per seed |",
+             "| --- " * 5 + "|"]  # fmt: skip
     for table, cell, run, policy in CELLS:
         if cell in scores:
             per_seed = ", ".join(f"{v:.1f}" for v in scores[cell].mean(axis=1))
-            lines.append(f"| {table} | {cell} (`{run}`: `{policy}`) | "
+            lines.append(f"| {table} | {cell} (`{run}`: `{policy}`) | {_budget(budgets[cell])} | "
                          f"{_cell(mean_interval(scores[cell]))} | {per_seed} |")  # fmt: skip
     lines += ["", "| question | paired difference | [95% interval] | excludes 0 |",
               "| --- | --- | --- | --- |"]  # fmt: skip
     for question, a, b in QUESTIONS:
         if a in scores and b in scores:
             d = paired_difference(scores[a], scores[b])
-            verdict = "yes" if resolved(d, scores[a]) else "no: not resolved"
-            lines.append(f"| {question} | {a} - {b} | {_cell(d, '+')} | {verdict} |")
+            words = verdict(a, b, scores, budgets)
+            lines.append(f"| {question} | {a} - {b} | {_cell(d, '+')} | {words} |")
     return "\n".join(lines)
 
 
@@ -127,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the cells, machine and versions here")
     args = parser.parse_args(ours)
 
-    records, scores = [], {}
+    records, scores, budgets = [], {}, {}
     for run in args.runs:
         folder = args.out / run
         cmd = command(run, folder, extra)
@@ -139,23 +191,28 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([spar_eqx(), *cmd[1:]], check=True)
             (folder / "command_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
         results = json.loads((folder / "results.json").read_text())
+        config = json.loads((folder / "config.json").read_text())
         for _, cell, cell_run, policy in CELLS:
             if cell_run == run:
-                scores[cell] = episodes(results, policy)
-        records.append({"run": run, "command": " ".join(cmd),
-                        "config": json.loads((folder / "config.json").read_text()),
+                scores[cell], budgets[cell] = episodes(results, policy), budget(config, policy)
+        cmd = recorded_command(run, folder, extra, tuple(config["steps"]))
+        records.append({"run": run, "command": " ".join(cmd), "config": config,
                         "scores": results["scores"],
                         "score_intervals": results["score_intervals"]})  # fmt: skip
-    print(tables(scores))
+    print(tables(scores, budgets))
     if args.json:
-        cells = {cell: {"run": run, "policy": policy, "episodes": scores[cell].tolist(),
+        cells = {cell: {"run": run, "policy": policy, "updates_per_stage": list(budgets[cell]),
+                        "episodes": scores[cell].tolist(),
                         "interval": mean_interval(scores[cell]).record()}
                  for _, cell, run, policy in CELLS if cell in scores}  # fmt: skip
         differences = {}
         for _, a, b in QUESTIONS:
             if a in scores and b in scores:
                 d = paired_difference(scores[a], scores[b])
-                differences[f"{a} - {b}"] = {**d.record(), "excludes_zero": resolved(d, scores[a])}
+                differences[f"{a} - {b}"] = {
+                    **d.record(), "excludes_zero": resolved(d, scores[a]),
+                    "comparable": comparable(budgets[a], budgets[b]),
+                    "verdict": verdict(a, b, scores, budgets)}  # fmt: skip
         record = {"runs": records, "cells": cells, "paired_differences": differences}
         write_record(args.json, "benchmarks/flow_tables.py", record, argv)
     return 0

@@ -338,17 +338,31 @@ def test_flow_tables_pair_every_question_by_seed_and_episode(tmp_path, capsys):
         record = {"scores": {k: np.mean(v, axis=1).tolist() for k, v in episodes.items()},
                   "episode_scores": episodes, **interval_record(episodes, "scores")}  # fmt: skip
         (folder / "results.json").write_text(json.dumps(record))
-        (folder / "config.json").write_text("{}")
+        # The two flow-residual runs had a shorter Stage II than the others.
+        steps = [20_000, 2_000] if run.endswith("-flow") else [20_000, 20_000]
+        (folder / "config.json").write_text(json.dumps({"steps": steps}))
     out = tmp_path / "flow.json"
-    assert flow_tables.main(["--out", str(tmp_path), "--table", "--json", str(out)]) == 0
+    argv = ["--out", str(tmp_path), "--table", "--json", str(out), "--", "--stage2-steps", "2000"]
+    assert flow_tables.main(argv) == 0
     text = capsys.readouterr().out
-    assert "| 12 | MLP base + flow (`det-proj-flow`: `spar`) | 12.0 [12.0, 12.0] |" in text
+    row = "| 12 | MLP base + flow (`det-proj-flow`: `spar`) | 20,000 + 2,000 | 12.0 [12.0, 12.0] |"
+    assert row in text
+    assert "| 12 | MLP base (`mlp`: `base`) | 20,000 | 5.0 [5.0, 5.0] |" in text
+    # A base against another run's rectified policy: they share Stage I's budget.
     assert "| MLP base + flow - MLP base | +7.0 [+7.0, +7.0] | yes |" in text
     assert "| flow base + flow - flow base | +0.0 [+0.0, +0.0] | no: not resolved |" in text
+    # Two rectified policies of different Stage II budgets: measured, never a finding.
+    assert ("| MLP base + flow - SPAR-PROJ (CVAE) on the MLP base | -8.0 [-8.0, -8.0] | "
+            "not comparable: 20,000 + 2,000 vs 20,000 + 20,000 updates |") in text  # fmt: skip
     record = json.loads(out.read_text())["results"]
     assert set(record["cells"]) == {cell for _, cell, _, _ in flow_tables.CELLS}
     differences = record["paired_differences"]
     assert differences["SPAR-PROJ on a flow base - flow base"]["mean"] == 10.0
-    assert differences["MLP base + flow - SPAR-PROJ (CVAE) on the MLP base"]["excludes_zero"]
-    assert "--generator flow" in next(r for r in record["runs"] if r["run"] == "det-proj-flow")[
-        "command"]  # fmt: skip
+    unequal = differences["MLP base + flow - SPAR-PROJ (CVAE) on the MLP base"]
+    assert unequal["excludes_zero"] and not unequal["comparable"]
+    assert differences["MLP base + flow - MLP base"]["comparable"]
+    commands = {r["run"]: r["command"] for r in record["runs"]}
+    assert "--generator flow" in commands["det-proj-flow"]
+    # Each run is recorded with its own budget, not the one this invocation passed on.
+    assert commands["det-proj-flow"].endswith("--stage2-steps 2000")
+    assert "--stage2-steps" not in commands["mlp"]
