@@ -9,13 +9,14 @@ from typing import Any
 
 from ._environments import OGBENCH, Domain, domain_of
 
-# name -> overrides: keys are `RunConfig` fields or "anchor.x" / "residual.x" / "gate.x".
-_TABLE_8: dict[str, dict[str, Any]] = {}
+# SPAR's presets, name -> overrides (Table 8's tasks, then OGBench's): keys are `RunConfig`
+# fields or "anchor.x" / "residual.x" / "gate.x".
+_SPAR_PRESETS: dict[str, dict[str, Any]] = {}
 
 
 def _add(names, task_env, **overrides):
     for name in names:
-        _TABLE_8[name] = {"env_hint": task_env, **overrides}
+        _SPAR_PRESETS[name] = {"env_hint": task_env, **overrides}
 
 
 _MR = {"residual.variant": "mlp", "residual.filtering": "hard", "residual.temperature": 1.0}
@@ -86,10 +87,10 @@ _OGBENCH_SPAR = {
     "anchor.expectile": 0.9,
 }
 for _env, _gamma in _OGBENCH_GAMMA.items():
-    _TABLE_8[_env] = {"env_hint": f"ogbench:{_env}", **_OGBENCH_SPAR, "anchor.gamma": _gamma}
+    _SPAR_PRESETS[_env] = {"env_hint": f"ogbench:{_env}", **_OGBENCH_SPAR, "anchor.gamma": _gamma}
 
 OGBENCH_PRESETS: tuple[str, ...] = tuple(_OGBENCH_GAMMA)
-PRESETS: tuple[str, ...] = tuple(sorted(_TABLE_8))
+PRESETS: tuple[str, ...] = tuple(sorted(_SPAR_PRESETS))
 _DOMAIN_NAMES = frozenset(domain_of(name).name for name in PRESETS)
 
 # The baselines' published values (`{algo: {task or domain: overrides}}`): a task's own entry
@@ -202,7 +203,7 @@ _UNPUBLISHED = {
 def preset_domain(name: str) -> Domain:
     """The domain of preset `name`'s task (`"antmaze-umaze-diverse"` -> AntMaze,
     `"cube-double-play"` -> OGBench)."""
-    if name not in _TABLE_8:
+    if name not in _SPAR_PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
     return OGBENCH if name in OGBENCH_PRESETS else domain_of(name)
 
@@ -234,7 +235,7 @@ def preset_of_dataset(dataset: str) -> str | None:
         if match is not None:
             groups = match.groupdict()
             task = groups.get("task") or f"{groups['family']}-{groups['level']}"
-            return task if task in _TABLE_8 else None
+            return task if task in _SPAR_PRESETS else None
     return None
 
 
@@ -330,7 +331,7 @@ def preset_overrides(name: str, q_target: str = "value", algo: str = "spar") -> 
                 "flag."
             )
         return dict(found)
-    overrides = {k: v for k, v in _TABLE_8[name].items() if k != "env_hint"}
+    overrides = {k: v for k, v in _SPAR_PRESETS[name].items() if k != "env_hint"}
     if q_target == "policy" and "anchor.expectile" in overrides:
         overrides["anchor.critic_expectile"] = overrides.pop("anchor.expectile")
     overrides.setdefault("residual.lambda_u", 0.5)
