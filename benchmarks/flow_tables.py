@@ -25,6 +25,11 @@ Usage (from the repository root; runs already finished in `--out` are read, not 
 
     python benchmarks/flow_tables.py --out runs/flow --json benchmarks/results/flow_tables_cpu.json
 
+With `--stage1-from FOLDER`, each run takes the finished first stage of a run in FOLDER with
+the same anchor (its own name first, e.g. `runs/flow`'s) instead of training one
+(`spar-eqx train --stage1-from`): a table of Stage II variants then costs their Stage II only,
+and every cell of one anchor sits on the same anchor.
+
 Extra `spar-eqx train` flags for every run go after `--` (`-- --dataset PATH`). A run may have
 other budgets than the rest (`-- --stage2-steps 2000` for the two flow-residual runs, whose Stage
 II costs 8x the CVAE's): every cell shows its updates per stage, read from its run's
@@ -53,6 +58,9 @@ RUNS: dict[str, list[str]] = {
     "flow-proj-flow": ["--base-policy", "flow", "--variant", "proj", "--generator", "flow"],
     "flow-mlp": ["--base-policy", "flow", "--variant", "mlp"],
 }
+
+# Each run's anchor (`--base-policy`): runs of one anchor can share a first stage.
+ANCHOR = {r: "flow" if "--base-policy" in flags else "deterministic" for r, flags in RUNS.items()}
 
 # (table, cell, run, policy)
 CELLS = [
@@ -90,6 +98,15 @@ def command(run: str, out: Path, extra: list[str]) -> list[str]:
     """The `spar-eqx train` command of one run."""
     return ["spar-eqx", "train", "--budget", "quick", "--out", str(out), *RUNS[run], "--quiet",
             *extra]  # fmt: skip
+
+
+def first_stage_source(run: str, folder: Path) -> Path | None:
+    """The run in `folder` whose finished first stage `run` can take: `run` itself, else the
+    first of `RUNS` with the same anchor; None when `folder` holds none."""
+    for other in sorted(RUNS, key=lambda r: r != run):
+        if ANCHOR[other] == ANCHOR[run] and (folder / other / "checkpoints/stage1.eqx").exists():
+            return folder / other
+    return None
 
 
 def recorded_command(run: str, out: Path, extra: list[str], steps: tuple[int, ...]) -> list[str]:
@@ -177,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--table", action="store_true", help="only print the finished cells")
     parser.add_argument("--json", help="also write the cells, machine and versions here")
+    parser.add_argument("--stage1-from", type=Path, metavar="FOLDER",
+                        help="take each run's first stage from the run of the same anchor in "
+                        "FOLDER (e.g. runs/flow) instead of training it")  # fmt: skip
     args = parser.parse_args(ours)
 
     records, scores, budgets = [], {}, {}
@@ -186,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "results.json").exists():
             if args.table:
                 continue
+            if args.stage1_from is not None:
+                source = first_stage_source(run, args.stage1_from)
+                if source is None:
+                    parser.error(f"{args.stage1_from} holds no finished first stage with "
+                                 f"{run}'s anchor ({ANCHOR[run]})")  # fmt: skip
+                cmd += ["--stage1-from", str(source)]
             print("$", " ".join(cmd), flush=True)
             started = time.perf_counter()
             subprocess.run([spar_eqx(), *cmd[1:]], check=True)
@@ -196,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             if cell_run == run:
                 scores[cell], budgets[cell] = episodes(results, policy), budget(config, policy)
         cmd = recorded_command(run, folder, extra, tuple(config["steps"]))
+        if results.get("first_stage_from"):  # `spar-eqx train` records where it took Stage I
+            cmd += ["--stage1-from", results["first_stage_from"]]
         records.append({"run": run, "command": " ".join(cmd), "config": config,
                         "scores": results["scores"],
                         "score_intervals": results["score_intervals"]})  # fmt: skip

@@ -366,3 +366,17 @@ def test_flow_tables_pair_every_question_by_seed_and_episode(tmp_path, capsys):
     # Each run is recorded with its own budget, not the one this invocation passed on.
     assert commands["det-proj-flow"].endswith("--stage2-steps 2000")
     assert "--stage2-steps" not in commands["mlp"]
+
+
+def test_flow_tables_take_each_runs_first_stage_from_a_run_of_its_anchor(tmp_path):
+    flow_tables = _script("flow_tables")
+    assert flow_tables.ANCHOR["det-proj-flow"] == "deterministic"
+    assert flow_tables.ANCHOR["flow-proj-flow"] == "flow"
+    for run in ("proj", "flow-mlp", "flow-proj"):
+        (tmp_path / run / "checkpoints").mkdir(parents=True)
+        (tmp_path / run / "checkpoints" / "stage1.eqx").write_bytes(b"")
+    assert flow_tables.first_stage_source("det-proj-flow", tmp_path) == tmp_path / "proj"
+    assert flow_tables.first_stage_source("flow-proj", tmp_path) == tmp_path / "flow-proj"
+    assert flow_tables.first_stage_source("flow-proj-flow", tmp_path) in {
+        tmp_path / "flow-mlp", tmp_path / "flow-proj"}  # fmt: skip
+    assert flow_tables.first_stage_source("mlp", tmp_path / "elsewhere") is None

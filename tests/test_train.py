@@ -1,5 +1,6 @@
 """End-to-end tests of the trainer and the `spar-eqx` command on a tiny real Hopper dataset."""
 
+import csv
 import json
 import os
 import signal
@@ -163,13 +164,14 @@ def test_other_variants_run_end_to_end(tmp_path, hopper_file, variant):
     assert np.all(np.isfinite(results["scores"]["spar"]))
 
 
-def _signal_after_first_checkpoint(out: Path, dataset: Path, signum: int):
-    """Start a SPAR-PROJ training process, send `signum` once its first checkpoint exists.
+def _signal_after_first_checkpoint(out: Path, dataset: Path, signum: int, *extra: str):
+    """Start a SPAR-PROJ training process (with `extra` flags), send `signum` once its first
+    checkpoint exists.
 
     **Returns:** `(returncode, stderr)` of the process.
     """
     cmd = [sys.executable, "-m", "spar_eqx._cli", "train", "--dataset", str(dataset),
-           "--out", str(out), "--variant", "proj", *TINY]  # fmt: skip
+           "--out", str(out), "--variant", "proj", *TINY, *extra]  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=without_compile_cache()
     )
@@ -641,3 +643,102 @@ def test_variant_auto_diagnoses_the_anchors_then_trains_the_variant_they_call_fo
     assert _train(killed, hopper_file, "--variant", "auto", "--resume") == 0
     assert tree_equal_bits(load_trained(killed)[1], a)
     assert json.loads((killed / "results.json").read_text())["recommendation"] == recommendation
+
+
+# ------------------------------------------------------------------ --stage1-from
+
+
+def test_stage1_from_continues_a_finished_first_stage_to_the_same_bits(
+    tmp_path, hopper_file, finished_run
+):
+    """A run that takes `finished_run`'s first stage and trains the same second stage ends
+    with the bits, scores and log of the run that trained both."""
+    out = tmp_path / "reused"
+    assert _train(out, hopper_file, "--variant", "proj", "--stage1-from", str(finished_run)) == 0
+    trainer, states = load_trained(out)
+    _, reference = load_trained(finished_run)
+    assert tree_equal_bits(states, reference)
+    a = json.loads((out / "results.json").read_text())
+    b = json.loads((finished_run / "results.json").read_text())
+    assert a["scores"] == b["scores"] and a["diagnostics"] == b["diagnostics"]
+    assert a["first_stage_from"] == str(finished_run.resolve())
+    assert a["trained_runs"] == {"stage1": 0, "stage2": 2} and "first_stage_from" not in b
+    assert (out / "metrics.csv").read_text() == (finished_run / "metrics.csv").read_text()
+
+
+def test_stage1_from_trains_a_sweep_of_other_second_stages_on_the_same_anchor(
+    tmp_path, hopper_file, finished_run
+):
+    """Stage II settings and a sweep of them may differ: every grid point starts from the
+    source's anchor (its base policy scores what the source's did) and gets its Stage I rows."""
+    out = tmp_path / "mlp-sweep"
+    flags = ["--variant", "mlp", "--sweep", "lambda_g=0.5,2", "--stage1-from", str(finished_run)]
+    assert _train(out, hopper_file, *flags) == 0
+    results = json.loads((out / "results.json").read_text())
+    source = json.loads((finished_run / "results.json").read_text())
+    assert [point["scores"]["base"] for point in results["sweep"]] == [source["scores"]["base"]] * 2
+    assert results["trained_runs"]["stage1"] == 0
+
+    def stage1_rows(folder, point=None):
+        with (folder / "metrics.csv").open() as f:
+            rows = [r for r in csv.DictReader(f) if r["stage"] == "stage1" and r["phase"] != "eval"]
+        if point is not None:
+            rows = [r for r in rows if r.pop("point") == str(point)]
+        return [{k: v for k, v in r.items() if v != ""} for r in rows]
+
+    assert stage1_rows(finished_run)
+    for point in (0, 1):
+        assert stage1_rows(out, point) == stage1_rows(finished_run)
+
+
+def test_a_killed_stage1_from_run_resumes_without_its_source(tmp_path, hopper_file, finished_run):
+    """The taken first stage is the run's first checkpoint: killed at once, the run resumes
+    with a plain `--resume` (the source may be gone) to the bits of an uninterrupted run."""
+    out = tmp_path / "killed"
+    code, err = _signal_after_first_checkpoint(
+        out, hopper_file, signal.SIGKILL, "--stage1-from", str(finished_run)
+    )
+    assert code == -signal.SIGKILL, err
+    assert not (out / "checkpoints" / "stage2.eqx").exists()
+    assert _train(out, hopper_file, "--variant", "proj", "--resume") == 0
+    _, states = load_trained(out)
+    assert tree_equal_bits(states, load_trained(finished_run)[1])
+    results = json.loads((out / "results.json").read_text())
+    assert results["first_stage_from"] == str(finished_run.resolve())
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--hidden", "32"], "anchor.width=16"),
+        (["--stage1-steps", "30"], "--stage1-steps 40"),
+        (["--seeds", "3"], "--seeds 2"),
+        (["--batch-size", "8"], "--batch-size 16"),
+    ],
+)
+def test_stage1_from_refuses_a_first_stage_trained_otherwise(
+    tmp_path, hopper_file, finished_run, capsys, flags, message
+):
+    out = tmp_path / "refused"
+    code = _train(out, hopper_file, "--variant", "proj", *flags, "--stage1-from", str(finished_run))
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "--stage1-from" in err, err
+    assert not out.exists()
+
+
+def test_stage1_from_refuses_what_is_not_a_finished_first_stage(tmp_path, hopper_file, capsys):
+    from spar_eqx import RunConfig, train
+
+    out = tmp_path / "refused"
+    assert _train(out, hopper_file, "--stage1-from", str(tmp_path / "nowhere")) == 2
+    assert "no such folder" in capsys.readouterr().err and not out.exists()
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / "config.json").write_text(json.dumps(RunConfig(seeds=2).to_dict()))
+    assert _train(out, hopper_file, "--stage1-from", str(started)) == 2
+    assert "has not finished its first stage" in capsys.readouterr().err and not out.exists()
+    bc = RunConfig(algo="bc", dataset=str(hopper_file), steps=(10,), seeds=1, log_every=10,
+                   checkpoint_every=10)  # fmt: skip
+    with pytest.raises(ValueError, match="one stage only"):
+        train(bc, out, progress=False, stage1_from=started)
+    assert not out.exists()

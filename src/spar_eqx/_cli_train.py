@@ -113,6 +113,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, algo: str = "spar") -> 
         help="updates between evaluations (0: stage ends)",
     )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--stage1-from", type=Path, default=None, metavar="RUN",
+        help="take the finished first stage of the run in folder RUN instead of training one "
+        "(refused unless RUN trained it exactly as this run would: same data, seeds, "
+        "first-stage settings and budget); the later stages are trained from it",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--logger", action="append", default=[], choices=("tensorboard", "wandb"),
@@ -290,6 +296,7 @@ def run_train(args: argparse.Namespace) -> int:
             process_id=args.process_id,
             coordinator_timeout=args.coordinator_timeout,
             loggers=tuple(dict.fromkeys(args.logger)),
+            stage1_from=args.stage1_from,
         )
     except ValueError as error:  # bad options, datasets and folders: DatasetError included
         raise UserError(str(error)) from error

@@ -21,9 +21,12 @@ from ._folder import (
     make_folders,
     output_folder_problem,
     run_lock,
+    stored_config,
 )
 from ._loggers import check_loggers
 from ._rendezvous import host_lobby, join_lobby, run_token, split_address
+from ._resume import LATEST
+from ._reuse import first_stage_from
 from ._run import Trainer
 
 
@@ -38,6 +41,7 @@ def train(
     process_id: int = 0,
     coordinator_timeout: int = 300,
     loggers: tuple[str, ...] = (),
+    stage1_from: str | Path | None = None,
 ):
     """Train `config.algo` end to end and write `results.json`, `metrics.csv`, a plot and
     checkpoints into `out`.
@@ -61,6 +65,11 @@ def train(
     - `progress`: show a progress bar.
     - `coordinator`, `num_processes`, `process_id`: a multi-process run;
       `coordinator_timeout` seconds for every process to join it before each is refused.
+    - `stage1_from`: start from the finished first stage of the run in this folder instead
+      of training one (`--stage1-from`): its states and log rows are taken, and the run
+      evaluates them and trains the later stages. Refused unless that run trained its first
+      stage exactly as this one would (`spar_eqx._train._reuse`); single-process runs only.
+      With `resume`, a run that has a checkpoint of its own continues from that.
     - `loggers`: also log every row of `metrics.csv` to `"tensorboard"` (event files in
       `out/tensorboard/`, needs `tensorboardX`) and/or `"wandb"` (an offline run in
       `out/wandb/`, needs `wandb`); a logger whose package is missing is refused first.
@@ -84,6 +93,8 @@ def train(
     if num_processes > 1 and not 0 <= process_id < num_processes:
         raise ValueError(f"--process-id must lie in [0, {num_processes}), got {process_id}.")
     check_loggers(tuple(loggers))
+    if stage1_from is not None and num_processes > 1:
+        raise ValueError("--stage1-from takes a single-process run; leave --num-processes out.")
     # A first look at the folder, to refuse a mistake before the data load; every check is
     # made again under the folder's lock (`_train_locked`).
     problem = output_folder_problem(run_dir, resume)
@@ -129,6 +140,9 @@ def train(
     trainer.prepare_data()
     trainer.build()
     trainer.check_memory()
+    first_stage = None
+    if stage1_from is not None:
+        first_stage = first_stage_from(trainer, Path(stage1_from))
     # What the end of the run needs from the data is asked now, not after the training.
     for name, reason in trainer.final_problems().items():
         print(
@@ -136,15 +150,21 @@ def train(
             f"of this run ({reason}); the rest of the run is unaffected.",
             file=sys.stderr,
         )
-    results = _train_locked(trainer, out, run_dir, resume)
+    results = _train_locked(trainer, out, run_dir, resume, first_stage, stage1_from)
     if num_processes > 1 and process_id == 0:
         atomic_write(out / "results.json", json.dumps(results, indent=2))
     return results
 
 
-def _train_locked(trainer: Trainer, out: Path, run_dir: Path, resume: bool):
+def _train_locked(
+    trainer: Trainer, out: Path, run_dir: Path, resume: bool, first_stage=None, stage1_from=None
+):
     """Take `run_dir`'s lock, check the folder again under it (another process may have
     trained into it while the data loaded), then write the configuration and train.
+
+    `first_stage` (`first_stage_from`'s position, taken from the run `stage1_from`) is where
+    a run without a checkpoint of its own starts; it is saved as the run's first checkpoint
+    before training, so a plain `--resume` continues from it.
 
     Nothing is written before every check passes. A start that fails before its first
     checkpoint takes away what it wrote (`discard_start`), so the corrected command is not
@@ -183,33 +203,15 @@ def _train_locked(trainer: Trainer, out: Path, run_dir: Path, resume: bool):
                 if path.exists() and path.read_text() == text:
                     continue  # a resumed run: the file already says exactly this
                 atomic_write(path, text)
+            if restored is None and first_stage is not None:
+                trainer.first_stage_from = str(Path(stage1_from).resolve())
+                restored = first_stage
+                trainer._save(LATEST, restored[0], restored[1], restored[2], restored[3])
             return trainer.run(resume=resume, restored=restored)
     except BaseException:
         if locked and not any((run_dir / CHECKPOINTS).glob("*.eqx")):
             discard_start(ours, created)
         raise
-
-
-def stored_config(
-    out: Path, advice: str = "give the --out folder of a `spar-eqx train` run."
-) -> RunConfig:
-    """The configuration the run folder `out` was trained with.
-
-    Raises `ValueError` saying what `out` is instead (no folder, a file, a folder without a
-    `config.json`, an unreadable one), followed by `advice`.
-    """
-    path = out / "config.json"
-    if not out.exists():
-        raise ValueError(f"{out}: no such folder; {advice}")
-    if not out.is_dir():
-        raise ValueError(f"{out} is not a folder; {advice}")
-    if not path.is_file():
-        raise ValueError(f"{out} is not a run folder (it has no config.json); {advice}")
-    try:
-        return RunConfig.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, AttributeError) as error:
-        reason = str(error).rstrip(".")
-        raise ValueError(f"{out}: {path} is not a run configuration ({reason}); {advice}") from None
 
 
 def load_trained(out: str | Path):

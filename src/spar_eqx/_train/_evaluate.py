@@ -142,11 +142,14 @@ class RunEvaluation:
             "processes": self.process_count,
             "steps": dict(zip(self.algorithm.stages, c.steps, strict=True)),
             # Runs each stage trained (all processes): fewer than grid points x seeds where
-            # grid points shared a stage.
+            # grid points shared a stage, none for a first stage taken from `first_stage_from`.
             "trained_runs": {
-                name: len(layout.points) * c.seeds
-                for name, layout in zip(self.algorithm.stages, self.stage_layouts, strict=False)
+                name: 0 if stage == 0 and self.first_stage_from else len(layout.points) * c.seeds
+                for stage, (name, layout) in enumerate(
+                    zip(self.algorithm.stages, self.stage_layouts, strict=False)
+                )
             },
+            **({"first_stage_from": self.first_stage_from} if self.first_stage_from else {}),
             "wall_clock_seconds": seconds,
             "reward_transform": self.reward_transform,
             "actions_rescaled_from": self.rescaled_from,

@@ -145,3 +145,25 @@ def discard_start(files: list[Path], created: list[Path]) -> None:
         (folder / LOCK).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             folder.rmdir()  # only when empty
+
+
+def stored_config(
+    out: Path, advice: str = "give the --out folder of a `spar-eqx train` run."
+) -> RunConfig:
+    """The configuration the run folder `out` was trained with.
+
+    Raises `ValueError` saying what `out` is instead (no folder, a file, a folder without a
+    `config.json`, an unreadable one), followed by `advice`.
+    """
+    path = out / "config.json"
+    if not out.exists():
+        raise ValueError(f"{out}: no such folder; {advice}")
+    if not out.is_dir():
+        raise ValueError(f"{out} is not a folder; {advice}")
+    if not path.is_file():
+        raise ValueError(f"{out} is not a run folder (it has no config.json); {advice}")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        reason = str(error).rstrip(".")
+        raise ValueError(f"{out}: {path} is not a run configuration ({reason}); {advice}") from None

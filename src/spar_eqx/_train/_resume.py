@@ -23,13 +23,15 @@ class RunCheckpoints:
     """`Trainer`'s periodic checkpoints and resume, kept apart from its training loop.
 
     It reads the trainer's `config`, `algorithm`, `hyperparameters`, `grid`, `steps`,
-    `ckpt_dir`, `resolution` and `fingerprint` (the training data's, `_fingerprint`), and
-    calls its `build`, `skeleton` and `apply_resolution` (a checkpoint of a resolved run
-    rebuilds the later stages the way the run resolved them).
+    `ckpt_dir`, `resolution`, `first_stage_from` and `fingerprint` (the training data's,
+    `_fingerprint`), and calls its `build`, `skeleton` and `apply_resolution` (a checkpoint
+    of a resolved run rebuilds the later stages the way the run resolved them).
     """
 
     def _header(self, **fields) -> dict[str, Any]:
         fields = {**fields, "dataset_fingerprint": self.fingerprint}
+        if self.first_stage_from is not None:  # `--stage1-from`: where the first stage came from
+            fields["first_stage_from"] = self.first_stage_from
         return fields if self.resolution is None else {**fields, "resolution": self.resolution}
 
     def _save(self, name: str, step_index: int, step: int, states, log: RunLog) -> None:
@@ -72,6 +74,8 @@ class RunCheckpoints:
                 "same options, or start afresh in an empty folder."
             )
         self._check_fingerprint(path, header)
+        if isinstance(header.get("first_stage_from"), str):
+            self.first_stage_from = header["first_stage_from"]
         if "resolution" in header and self.resolution is None:
             self.apply_checkpoint_resolution(path, header["resolution"])
         phase, step = self._check_position(path, header)

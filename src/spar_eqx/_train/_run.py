@@ -90,6 +90,8 @@ class Trainer(RunEvaluation, RunCheckpoints):
         self.hyperparameters = config.hyperparameters
         self.resolution: dict[str, Any] | None = None
         self.fingerprint: str | None = None  # of the training data, once loaded
+        # The run folder whose first stage this run took (`--stage1-from`), or None.
+        self.first_stage_from: str | None = None
         # A run longer than this on a CPU says how long after its first timed chunk.
         self.long_run_seconds = LONG_RUN_SECONDS
         self.loggers = tuple(loggers)  # beside metrics.csv: "tensorboard", "wandb"
