@@ -81,6 +81,7 @@ QUESTIONS = [
      "SPAR-PROJ (CVAE) on the MLP base"),
     ("is the flow base a better anchor?", "flow base", "MLP base"),
     ("does a flow residual improve the flow base?", "flow base + flow", "flow base"),
+    ("flow generator or CVAE, on a flow base?", "flow base + flow", "SPAR-PROJ on a flow base"),
     ("SPAR against the most expressive generator pair", "SPAR (SPAR-MLP)", "flow base + flow"),
     ("does SPAR-MLP add to a flow base?", "SPAR-MLP on a flow base", "flow base"),
     ("does SPAR-PROJ add to a flow base?", "SPAR-PROJ on a flow base", "flow base"),
