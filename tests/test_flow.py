@@ -52,9 +52,20 @@ def _one_action_batch(n: int = 64) -> Transitions:
     return Transitions(obs, act, zeros, obs, np.ones(n, bool), np.zeros(n, bool))
 
 
-def test_tables_and_config_choices_agree():
-    assert tuple(ANCHOR_POLICIES) == BASE_POLICIES
-    assert tuple(GENERATORS) == GENERATOR_KINDS
+def test_the_flags_take_the_names_of_the_tables_of_parts():
+    """`--base-policy` and `--generator` offer, and the configs accept, exactly the names of
+    `ANCHOR_POLICIES` and `GENERATORS`: a new part needs no second list to be edited."""
+    import argparse
+
+    from spar_eqx._cli_train import add_train_arguments
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    choices = {a.option_strings[0]: a.choices for a in parser._actions if a.option_strings}
+    assert tuple(choices["--base-policy"]) == tuple(ANCHOR_POLICIES) == BASE_POLICIES
+    assert tuple(choices["--generator"]) == tuple(GENERATORS) == GENERATOR_KINDS
+    with pytest.raises(ValueError, match="'cvae', 'flow'"):
+        _residual_config(generator="diffusion")
 
 
 @pytest.mark.parametrize("steps", [1, 4, 10])

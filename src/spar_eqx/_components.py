@@ -1,6 +1,7 @@
 """The tables of SPAR's interchangeable parts: anchors (Stage I) and residual generators
 (Stage II). A new anchor or generator is one module implementing `AbstractAnchorPolicy` or
-`AbstractResidualGenerator`, one line here, and its name in `_config`'s choices."""
+`AbstractResidualGenerator` and one line here: `--base-policy` and `--generator` (`_config`'s
+`BASE_POLICIES` and `GENERATOR_KINDS`) take these tables' names."""
 
 from collections.abc import Callable
 from typing import Any

@@ -9,6 +9,7 @@ from typing import Literal
 
 import equinox as eqx
 
+from ._components import ANCHOR_POLICIES, GENERATORS
 from ._hyper import (
     Scalar,
     check_choice,
@@ -25,10 +26,16 @@ Variant = Literal["mlp", "proj", "plas", "auto"]
 VARIANTS = ("mlp", "proj", "plas", "auto")
 SELF_IMITATION = ("literal", "convex")
 PLAS_OBJECTIVES = ("literal", "fit")
-# The names of `spar_eqx._components.ANCHOR_POLICIES` and `GENERATORS` (kept here so that
-# reading a config does not import the networks).
-BASE_POLICIES = ("deterministic", "gaussian", "flow")
-GENERATOR_KINDS = ("cvae", "flow")
+# `--base-policy` and `--generator` take the names of the tables of parts: a new anchor or
+# generator is one module and one line of `_components`.
+BASE_POLICIES = tuple(ANCHOR_POLICIES)
+GENERATOR_KINDS = tuple(GENERATORS)
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    """`'a', 'b' or 'c'`, for a flag's help."""
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 # One flag, one field in each of two stages: declared once so the twins cannot drift apart.
@@ -82,8 +89,8 @@ class AnchorConfig(eqx.Module):
     - `q_target` (`--q-target`, `"value"`), `polyak` (`--polyak`, 0.005)
     """
 
-    base_policy: Literal["deterministic", "gaussian", "flow"] = hyper(
-        "deterministic", "--base-policy", "BC anchor: 'deterministic', 'gaussian' or 'flow'",
+    base_policy: str = hyper(  # a name of `_components.ANCHOR_POLICIES`
+        "deterministic", "--base-policy", f"BC anchor: {_one_of(BASE_POLICIES)}",
         static=True, choices=BASE_POLICIES,
         paper="C.1.2, *Policy type*: deterministic on MuJoCo, Gaussian on Adroit and AntMaze "
               "(`--preset`); a flow-matching base in Appendix C.2.4 (Tables 12, 13)",
@@ -204,8 +211,8 @@ class ResidualConfig(eqx.Module):
         choices=VARIANTS,
         paper="Table 8, *Arch*: MLP on MuJoCo medium-replay, PROJ elsewhere (`--preset`)",
     )
-    generator: Literal["cvae", "flow"] = hyper(
-        "cvae", "--generator", "residual generator of proj and plas: 'cvae' or 'flow'",
+    generator: str = hyper(  # a name of `_components.GENERATORS`
+        "cvae", "--generator", f"residual generator of proj and plas: {_one_of(GENERATOR_KINDS)}",
         static=True, choices=GENERATOR_KINDS,
         paper="Section 3.2.3 (a CVAE); flow-based generators in Appendix C.2.4 (Tables 12, 13)",
         paper_value="cvae",
