@@ -693,14 +693,16 @@ def test_stage1_from_trains_a_sweep_of_other_second_stages_on_the_same_anchor(
 
 def test_a_killed_stage1_from_run_resumes_without_its_source(tmp_path, hopper_file, finished_run):
     """The taken first stage is the run's first checkpoint: killed at once, the run resumes
-    with a plain `--resume` (the source may be gone) to the bits of an uninterrupted run."""
+    from it (the source may be gone) to the bits of an uninterrupted run."""
     out = tmp_path / "killed"
     code, err = _signal_after_first_checkpoint(
         out, hopper_file, signal.SIGKILL, "--stage1-from", str(finished_run)
     )
     assert code == -signal.SIGKILL, err
     assert not (out / "checkpoints" / "stage2.eqx").exists()
-    assert _train(out, hopper_file, "--variant", "proj", "--resume") == 0
+    # The same command with --resume continues the run's own checkpoint: the source is not read.
+    gone = str(tmp_path / "gone")
+    assert _train(out, hopper_file, "--variant", "proj", "--resume", "--stage1-from", gone) == 0
     _, states = load_trained(out)
     assert tree_equal_bits(states, load_trained(finished_run)[1])
     results = json.loads((out / "results.json").read_text())

@@ -141,7 +141,7 @@ def train(
     trainer.build()
     trainer.check_memory()
     first_stage = None
-    if stage1_from is not None:
+    if stage1_from is not None and not (resume and (run_dir / CHECKPOINTS / LATEST).exists()):
         first_stage = first_stage_from(trainer, Path(stage1_from))
     # What the end of the run needs from the data is asked now, not after the training.
     for name, reason in trainer.final_problems().items():
