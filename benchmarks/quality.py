@@ -65,7 +65,10 @@ def _rows(algo: str, results: dict, minutes: float) -> list[Row]:
     rows = []
     per_episode = results.get("episode_scores") or {}
     for policy, scores in results["scores"].items():
-        name = f"{results['label']}: {policy}" if algo.startswith("spar") else results["label"]
+        # A run of several policies (SPAR's base/spar/spar_no_gate, FQL's one-step and flow
+        # policies) names each; a run of one policy is named by its algorithm.
+        several = len(results["scores"]) > 1 or algo.startswith("spar")
+        name = f"{results['label']}: {policy}" if several else results["label"]
         episodes = per_episode.get(policy, [[s] for s in scores])
         rows.append(Row(name, scores, np.asarray(episodes, np.float64), minutes))
     return rows

@@ -207,11 +207,16 @@ def test_quality_reports_intervals_and_paired_differences_against_spar(tmp_path,
 
     _finished(tmp_path / "runs" / "bc", "BC", {"bc": _BASE})
     _finished(tmp_path / "runs" / "spar-mlp", "SPAR-MLP", _spar(10.0, 10.0))
+    flow = (np.asarray(_BASE) + 1).tolist()
+    _finished(tmp_path / "runs" / "fql", "FQL", {"fql": _BASE, "fql_flow": flow})
     out = tmp_path / "quality.json"
     argv = ["--dataset", "d", "--out", str(tmp_path / "runs"), "--seeds", "3",
-            "--algos", "bc", "spar-mlp", "--json", str(out)]  # fmt: skip
+            "--algos", "bc", "spar-mlp", "fql", "--json", str(out)]  # fmt: skip
     assert _script("quality").main(argv) == 0
     text = capsys.readouterr().out
+    # A baseline with two policies gets a row for each, by name.
+    assert "| FQL: fql | +10.0 [+10.0, +10.0] |" in text
+    assert "| FQL: fql_flow | +9.0 [+9.0, +9.0] |" in text
     bc = mean_interval(np.asarray(_BASE))
     assert f"| BC | {bc.estimate:.1f} [{bc.low:.1f}, {bc.high:.1f}] | 2.0, 5.0, 2.0 |" in text
     assert "3 seeds x 2 episodes" in text
@@ -223,7 +228,7 @@ def test_quality_reports_intervals_and_paired_differences_against_spar(tmp_path,
     assert gain == {"mean": 10.0, "low": 10.0, "high": 10.0, "excludes_zero": True}
     assert spar["intervals"]["SPAR-MLP: spar"] == mean_interval(np.asarray(_BASE) + 10).record()
     # peers_scores.py reads the same file as before
-    assert _script("peers_scores").ours(str(out)) == {"bc": [2.0, 5.0, 2.0]}
+    assert _script("peers_scores").ours(str(out)) == {"bc": [2.0, 5.0, 2.0], "fql": [2.0, 5.0, 2.0]}
     noisy = paired_difference(np.asarray(_BASE) + [[5.0, -9.0], [0.0, 0.0], [1.0, 1.0]],
                               np.asarray(_BASE))  # fmt: skip
     assert not noisy.excludes_zero  # (what "no: not resolved" rows are made of)
