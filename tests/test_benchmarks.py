@@ -265,6 +265,7 @@ def test_quality_aggregates_datasets_by_iqm_with_stratified_intervals(tmp_path, 
 
 
 def test_gate_reads_each_cells_paired_gate_minus_no_gate(tmp_path, capsys):
+    from spar_eqx._registry import ALGORITHMS
     from spar_eqx._train._results import interval_record
 
     gate = _script("gate")
@@ -274,7 +275,7 @@ def test_gate_reads_each_cells_paired_gate_minus_no_gate(tmp_path, capsys):
         folder.mkdir(parents=True)
         record = {"scores": {k: np.mean(v, axis=1).tolist() for k, v in episodes.items()},
                   "diagnostics": {"gate_acceptance": [0.5, 0.7, 0.9]},
-                  **interval_record(episodes, "scores")}  # fmt: skip
+                  **interval_record(episodes, "scores", ALGORITHMS["spar"].pairs)}  # fmt: skip
         (folder / "results.json").write_text(json.dumps(record))
     out = tmp_path / "gate.json"
     argv = ["--out", str(tmp_path), "--steps", "20", "--dataset", "embedded=default",
@@ -328,6 +329,7 @@ def test_regate_pairs_each_setting_with_the_first():
 
 
 def test_flow_tables_pair_every_question_by_seed_and_episode(tmp_path, capsys):
+    from spar_eqx._registry import ALGORITHMS
     from spar_eqx._train._results import interval_record
 
     flow_tables = _script("flow_tables")
@@ -340,8 +342,10 @@ def test_flow_tables_pair_every_question_by_seed_and_episode(tmp_path, capsys):
         folder = tmp_path / run
         folder.mkdir()
         episodes = {"base": [[base] * 3] * 2, "spar": [[spar] * 3] * 2}
+        pairs = ALGORITHMS["spar"].pairs
         record = {"scores": {k: np.mean(v, axis=1).tolist() for k, v in episodes.items()},
-                  "episode_scores": episodes, **interval_record(episodes, "scores")}  # fmt: skip
+                  "episode_scores": episodes,
+                  **interval_record(episodes, "scores", pairs)}  # fmt: skip
         (folder / "results.json").write_text(json.dumps(record))
         # The two flow-residual runs had a shorter Stage II than the others.
         steps = [20_000, 2_000] if run.endswith("-flow") else [20_000, 20_000]

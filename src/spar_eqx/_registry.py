@@ -42,6 +42,8 @@ class Algorithm:
     - `resolve`: `(first-stage states, data, gather) -> (overrides, record)`: what the
       finished first stage decides for the later ones, as hyperparameter overrides by path,
       and a record for `results.json`; `gather` concatenates per-run values over processes.
+    - `pairs`: the paired differences `results.json` reports, `(a, b)` for policy `a` minus
+      policy `b`, paired by seed and episode (SPAR: against its anchor and its ungated self).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Algorithm:
     record: Callable[[Any], dict[str, Any]] = lambda config: {}
     unresolved: Callable[[Any], bool] = lambda config: False
     resolve: Callable[..., tuple[dict[str, Any], dict[str, Any]]] | None = None
+    pairs: tuple[tuple[str, str], ...] = ()
 
 
 _RECTIFIERS = {"mlp": RectifyMLP, "proj": RectifyPROJ, "plas": RectifyPLAS}
@@ -117,6 +120,7 @@ _ALGORITHMS = [
         record=_spar_record,
         unresolved=lambda c: c.residual.variant == "auto",
         resolve=_resolve_spar,
+        pairs=(("spar", "base"), ("spar", "spar_no_gate")),
     ),
     Algorithm(
         name="bc",
@@ -158,6 +162,7 @@ _ALGORITHMS = [
         stages=("train",),
         build=_single(FQL),
         label=lambda c: "FQL",
+        pairs=(("fql", "fql_flow"),),  # the one-step policy against the flow it distils
     ),
 ]
 

@@ -109,7 +109,7 @@ class RunEvaluation:
             self.final_problems().get("support_distance_ratio"),
         )
         records = [
-            point_record(e, d, r, unmeasured)
+            point_record(e, d, r, unmeasured, self.algorithm.pairs)
             for e, d, r in zip(evaluated, diagnostics, support, strict=True)
         ]
         record = grid_record([params for params, _ in self.grid], records)

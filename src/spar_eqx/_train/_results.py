@@ -145,9 +145,6 @@ def gather_rows(values) -> list[list[float]]:
     return [[float(x) for x in row] for row in values]
 
 
-# The paired differences `results.json` reports, where the run has both policies: SPAR against
-# its anchor, and against itself without the gate.
-PAIRS = (("spar", "base"), ("spar", "spar_no_gate"))
 INTERVAL_METHOD = {
     "level": 0.95,
     "resamples": 10_000,
@@ -159,18 +156,23 @@ INTERVAL_METHOD = {
 }
 
 
-def interval_record(per_episode: dict[str, list[list[float]]], of: str) -> dict[str, Any]:
+def interval_record(
+    per_episode: dict[str, list[list[float]]],
+    of: str,
+    pairs: tuple[tuple[str, str], ...] = (),
+) -> dict[str, Any]:
     """`score_intervals` (each policy's mean with its 95% interval over seeds and episodes)
-    and `paired_differences` (`"spar - base"` and `"spar - spar_no_gate"`, where the run has
-    them, each with `excludes_zero`, never true for a single seed), and `interval_method`, of
-    `per_episode`: each policy's `(seeds, episodes)` scores, or returns as `of` says."""
+    and `paired_differences` (`"a - b"` for each `(a, b)` of `pairs`, the algorithm's
+    `Algorithm.pairs`, where the run has both policies, each with `excludes_zero`, never true
+    for a single seed), and `interval_method`, of `per_episode`: each policy's
+    `(seeds, episodes)` scores, or returns as `of` says."""
     settings = {k: INTERVAL_METHOD[k] for k in ("level", "resamples", "seed")}
     intervals = {
         name: mean_interval(np.asarray(rows), **settings).record()
         for name, rows in per_episode.items()
     }
     differences = {}
-    for a, b in PAIRS:
+    for a, b in pairs:
         if a in per_episode and b in per_episode:
             d = paired_difference(
                 np.asarray(per_episode[a]), np.asarray(per_episode[b]), **settings
@@ -233,11 +235,12 @@ def point_record(
     diagnostics: dict[str, np.ndarray],
     support: dict[str, np.ndarray],
     unmeasured: dict[str, str] | None = None,
+    pairs: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     """`scores`, `returns`, `diagnostics` and the support-distance ratio of each policy, for
     one grid point, each per seed (all processes); each episode's score (`episode_scores`,
     or `episode_returns` without reference returns), one row per seed; and their intervals
-    and paired differences (`interval_record`).
+    and the paired differences of `pairs` (`interval_record`).
 
     A support-distance ratio that could not be measured (NaN in any process) is recorded as
     None, and `"not_available"` says why (`unmeasured`, by policy, from `support_ratios`): a
@@ -272,7 +275,7 @@ def point_record(
         for name, e in evaluated.items()
     }
     record["episode_scores" if has_scores else "episode_returns"] = per_episode
-    record.update(interval_record(per_episode, "scores" if has_scores else "returns"))
+    record.update(interval_record(per_episode, "scores" if has_scores else "returns", pairs))
     episodes = {
         name: {n: gather(v) for n, v in e.reports.items()}
         for name, e in evaluated.items()
