@@ -61,13 +61,13 @@ class Row(NamedTuple):
     minutes: float
 
 
-def _rows(algo: str, results: dict, minutes: float) -> list[Row]:
+def _rows(results: dict, minutes: float) -> list[Row]:
     rows = []
     per_episode = results.get("episode_scores") or {}
     for policy, scores in results["scores"].items():
         # A run of several policies (SPAR's base/spar/spar_no_gate, FQL's one-step and flow
         # policies) names each; a run of one policy is named by its algorithm.
-        several = len(results["scores"]) > 1 or algo.startswith("spar")
+        several = len(results["scores"]) > 1
         name = f"{results['label']}: {policy}" if several else results["label"]
         episodes = per_episode.get(policy, [[s] for s in scores])
         rows.append(Row(name, scores, np.asarray(episodes, np.float64), minutes))
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             if (out / "command.txt").exists():  # the command that made it, not today's options
                 cmd = (out / "command.txt").read_text().split()
             results = json.loads((out / "results.json").read_text())
-            new = _rows(algo, results, minutes)
+            new = _rows(results, minutes)
             rows += new
             records.append({"dataset": dataset, **_record(algo, cmd, minutes, results, new)})
         per_dataset[dataset] = rows
